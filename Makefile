@@ -1,0 +1,49 @@
+# Keel - thin wrapper over CMake presets. See README.md.
+#   make deps    install the Debian packages the build and tests need
+#   make         debug build (build/debug)
+#   make test    unit + conformance + guide + CLI tests, then the same under ASan+UBSan
+#   make demo    build, then run the bundled examples
+#   make bench   release build + benchmarks (bench/)
+#   make fuzz    libFuzzer targets (build/fuzz), FUZZ_SECONDS per target
+.PHONY: all deps build test test-debug test-asan demo bench fuzz clean format
+
+JOBS ?= 2
+FUZZ_SECONDS ?= 60
+
+all: build
+
+deps:
+	@bash tools/deps.sh
+
+build: deps
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+test: deps test-debug test-asan
+
+test-debug: build
+	@ctest --preset debug -j $(JOBS)
+
+test-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan -j $(JOBS)
+
+demo: build
+	@bash tools/demo.sh $(ARGS)
+
+bench: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+	@bash bench/run.sh
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+format:
+	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' | grep -v _gen)
+
+clean:
+	@rm -rf build

@@ -1,0 +1,47 @@
+/*
+ * str.h - length-delimited string slices and small string helpers.
+ *
+ * A keel_str borrows its bytes: it never owns them and is never
+ * NUL-terminated by contract. Functions here do not allocate.
+ */
+#ifndef KEEL_BASE_STR_H
+#define KEEL_BASE_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct keel_str {
+    const char *p;
+    size_t n;
+};
+
+/* Slice of a NUL-terminated string (NULL gives the empty slice). */
+struct keel_str keel_str_c(const char *s);
+
+bool keel_str_eq(struct keel_str a, struct keel_str b);
+bool keel_str_eq_c(struct keel_str a, const char *b);
+/* ASCII case-insensitive equality. */
+bool keel_str_caseeq(struct keel_str a, struct keel_str b);
+bool keel_str_has_prefix(struct keel_str s, struct keel_str prefix);
+bool keel_str_has_suffix(struct keel_str s, struct keel_str suffix);
+
+/* C-string helpers (NULL-safe: NULL is treated as ""). */
+bool keel_cstr_has_prefix(const char *s, const char *prefix);
+bool keel_cstr_has_suffix(const char *s, const char *suffix);
+bool keel_cstr_caseeq(const char *a, const char *b);
+bool keel_cstr_empty(const char *s);
+
+/* Parses a whole slice as a decimal unsigned integer no larger than max.
+ * Returns 0 and sets *out, or KEEL_EINVAL / KEEL_ETOOBIG. */
+int keel_str_to_u64(struct keel_str s, uint64_t max, uint64_t *out);
+
+/* s itself when it has at most max bytes; otherwise its longest prefix of at
+ * most max bytes that ends on a UTF-8 character boundary, plus "...", copied
+ * into buf (n bytes). For quoting user input in messages. */
+const char *keel_str_clip(const char *s, size_t max, char *buf, size_t n);
+
+/* Levenshtein edit distance, capped at cap+1 (for "did you mean"). */
+unsigned keel_str_edit_distance(const char *a, const char *b, unsigned cap);
+
+#endif

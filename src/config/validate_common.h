@@ -1,0 +1,118 @@
+/*
+ * validate_common.h - checks shared by several kinds' validators.
+ *
+ * Pure predicates over strings and numbers, each mirroring one function of
+ * istiod's pkg/config/validation (named in the comment). Functions named
+ * keel_check_* return NULL when the value is fine, or an error message in a
+ * static or caller-provided buffer (never NULL for a failure); functions
+ * named keel_valid_* return bool. keel_vcheck_* report through a keel_vctx.
+ */
+#ifndef KEEL_CONFIG_VALIDATE_COMMON_H
+#define KEEL_CONFIG_VALIDATE_COMMON_H
+
+#include "config/validate.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEEL_MSG_MAX 256
+
+/* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars. */
+bool keel_valid_dns1123_label(const char *s);
+/* DNS-1123 subdomain: labels joined by dots, at most 253 chars, lower case. */
+bool keel_valid_dns1123_subdomain(const char *s);
+/* Kubernetes label key ([prefix/]name) and value. */
+bool keel_valid_label_key(const char *s);
+bool keel_valid_label_value(const char *s);
+
+/* ValidateFQDN / ValidateWildcardDomain / ValidateDNS1123Labels. */
+const char *keel_check_fqdn(const char *host, char *buf, size_t n);
+const char *keel_check_wildcard_domain(const char *host, char *buf, size_t n);
+
+/* IP addresses and CIDR prefixes (IPv4 and IPv6). */
+bool keel_valid_ip(const char *s);
+bool keel_valid_cidr(const char *s); /* "10.0.0.0/8"; a bare IP is not a CIDR */
+bool keel_valid_ip_or_cidr(const char *s);
+
+/* ValidatePort: 1..65535 ("port number %d must be in the range 1..65535"). */
+const char *keel_check_port(int64_t port, char *buf, size_t n);
+/* ValidatePortName: a DNS-1123 label. */
+bool keel_valid_port_name(const char *name);
+/* Protocol names Istio parses (case-insensitive), e.g. HTTP, TLS, GRPC-WEB. */
+bool keel_valid_protocol(const char *proto);
+
+/* ValidateDuration: >= 1ms and whole milliseconds. */
+const char *keel_check_duration(int64_t ns);
+/* ValidatePercent-style: 0 or [0.0001, 100]. */
+bool keel_valid_fraction_percent(double v);
+
+/* RE2-compatible regex that compiles (PCRE2, minus the constructs RE2 lacks). */
+const char *keel_check_regex(const char *re, char *buf, size_t n);
+
+/* ValidateHTTPHeaderName / ValidateStrictHTTPHeaderName / ValidateHTTPHeaderValue. */
+bool keel_valid_header_name(const char *name);
+bool keel_valid_strict_header_name(const char *name);
+const char *keel_check_header_value(const char *value, char *buf, size_t n);
+
+/* validateExportTo: reports under field `field` of o. */
+void keel_vcheck_export_to(struct keel_vctx *v, const struct keel_obj *o, const char *field, const char *const *list,
+                           size_t n, bool is_service_entry, bool dr_with_selector);
+
+/* A map of label selectors (matchLabels / labels): valid keys and values. */
+void keel_vcheck_labels(struct keel_vctx *v, const struct keel_obj *o, const char *field, const struct keel_kv_str *kv,
+                        size_t n);
+
+/* The namespace Istio would use for this resource ("default" if unset). */
+const char *keel_vns(const struct keel_vctx *v);
+
+/* ---- additions: more of istiod's helpers, for every kind's validator ---- */
+
+/* labels.IsDNS1123Label as istiod spells it: like keel_valid_dns1123_label()
+ * but upper case letters are allowed. Use it wherever istiod calls
+ * IsDNS1123Label (port, subset, gateway names, exportTo namespaces...). */
+bool keel_valid_istio_dns1123_label(const char *s);
+/* labels.IsWildcardDNS1123Label: "*", "*foo", "*-foo" or a DNS-1123 label. */
+bool keel_valid_wildcard_dns1123_label(const char *s);
+/* labels.Instance.Validate for one entry: "invalid tag key: %q" / "invalid tag
+ * value: %q" (istiod's rules: no length limit on values). */
+const char *keel_check_tag(const char *key, const char *value, char *buf, size_t n);
+
+/* ValidatePartialWildCard: "partial wildcard %q not allowed". */
+const char *keel_check_partial_wildcard(const char *host, char *buf, size_t n);
+/* ValidateIPAddress ("%s is not a valid IP") and ValidateIPSubnet (also
+ * "%s is not a valid CIDR block" when the value has one '/'). */
+const char *keel_check_ip_address(const char *s, char *buf, size_t n);
+const char *keel_check_ip_subnet(const char *s, char *buf, size_t n);
+/* ValidateUnixAddress, on the path after "unix://". */
+const char *keel_check_unix_address(const char *addr, char *buf, size_t n);
+
+/* ValidateNamespaceSlashWildcardHostname for item i of list field `field` of o
+ * (Gateway servers[].hosts with is_gateway, Sidecar egress[].hosts without);
+ * reports every problem. gateway_semantics: converted from Gateway API. */
+void keel_vcheck_ns_slash_host(struct keel_vctx *v, const struct keel_obj *o, const char *field, size_t i,
+                               const char *host, bool is_gateway, bool gateway_semantics);
+
+/* ValidateProbeHeaderName: [-A-Za-z0-9]+ (WorkloadGroup probes). */
+bool keel_valid_probe_header_name(const char *name);
+/* ValidateHTTPHeaderNameOrJwtClaimRoute: a header name, an HTTP/2 pseudo
+ * header (:method, :authority...) or an @request.auth.claims.x routing key. */
+bool keel_valid_header_name_or_claim(const char *name);
+/* jwt.ToRoutingClaim(name).Match: "@request.auth.claims.a.b" / "...[a][b]". */
+bool keel_is_jwt_claim_route(const char *name);
+
+/* security.IsValidCipherSuite / IsValidECDHCurve (Envoy/BoringSSL names). */
+bool keel_valid_cipher_suite(const char *cs);
+bool keel_valid_ecdh_curve(const char *curve);
+
+/* protocol.Parse(p).IsHTTP() / IsTLS() (case-insensitive; false if unknown). */
+bool keel_protocol_is_http(const char *proto);
+bool keel_protocol_is_tls(const char *proto);
+
+/* Value of metadata annotation `key` of the resource being validated, or NULL. */
+const char *keel_vannotation(const struct keel_vctx *v, const char *key);
+
+/* Go's %q of s (strconv.Quote, bytes >= 0x80 kept) into buf; returns buf. */
+const char *keel_quote(const char *s, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian packages Keel's build, tests and demo need.
+#
+# Idempotent: packages already present are not touched, and apt-get runs only
+# when something is missing. Needs root or sudo. Used by `make deps`, which
+# `make test` and `make demo` call first, so both work on a fresh machine.
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  # libraries (see docs/architecture.md, "Dependencies")
+  libfyaml-dev libjansson-dev libssl-dev libnghttp2-dev libpcre2-dev
+  libc-ares-dev libcurl4-openssl-dev
+  # tests
+  libcmocka-dev python3 python3-yaml curl
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "deps.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+  fi
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
