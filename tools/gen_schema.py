@@ -157,6 +157,11 @@ NAMES = {
     "Telemetry.tracing[].customTags{}": "custom_tag",
     "Telemetry.tracing[].customTags{}.environment": "tag_source",
     "Telemetry.tracing[].customTags{}.formatter": "tag_value",
+    "Service.spec": "service_spec",
+    "Service.spec.ports[]": "k8s_service_port",
+    "Pod.spec": "pod_spec",
+    "Pod.spec.containers[]": "container",
+    "Pod.spec.containers[].ports[]": "container_port",
 }
 
 # string fields that are protobuf Durations but carry no CEL duration rule
@@ -172,6 +177,7 @@ INT32 = (-(2**31), 2**31 - 1)
 
 
 def snake(name):
+    name = name.replace("IPs", "Ips")  # clusterIPs -> cluster_ips
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
     s = s.replace("-", "_").replace(".", "_").lower()

@@ -124,7 +124,7 @@ size_t keel_path_key(struct keel_path *p, const char *key)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
               *c == '_'))
             plain = 0;
-    return append(p, plain ? ".%s" : "[%s]", key, 0);
+    return append(p, plain ? (p->len ? ".%s" : "%s") : "[%s]", key, 0);
 }
 
 void keel_path_truncate(struct keel_path *p, size_t len)

@@ -79,7 +79,7 @@ int keel_str_to_u64(struct keel_str s, uint64_t max, uint64_t *out)
         if (c < '0' || c > '9')
             return KEEL_EINVAL;
         unsigned d = (unsigned)(c - '0');
-        if (v > (max - d) / 10)
+        if (d > max || v > (max - d) / 10)
             return KEEL_ETOOBIG;
         v = v * 10 + d;
     }

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 void keel_decode_init(struct keel_decode *dc, struct keel_arena *a, struct keel_diags *d, const char *root_path)
 {
@@ -290,7 +291,7 @@ static void check_string(struct keel_decode *dc, const struct keel_field *f, con
     if ((f->flags & KEEL_FF_HTTP_SCHEME) && *s && strcmp(s, "HTTP") != 0 && strcmp(s, "HTTPS") != 0)
         keel_decode_error(dc, n, "%s", f->rule_msg ? f->rule_msg : "must be HTTP or HTTPS");
     if (f->flags & KEEL_FF_URL_HTTP) {
-        if (!keel_cstr_has_prefix(s, "http://") && !keel_cstr_has_prefix(s, "https://"))
+        if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0) /* schemes are case-insensitive */
             keel_decode_error(dc, n, "%s (got \"%s\")", f->rule_msg ? f->rule_msg : "url must have scheme http:// or https://", keel_str_clip(s, 60, cb, sizeof(cb)));
     }
 }
@@ -362,10 +363,10 @@ static int decode_value(struct keel_decode *dc, const struct keel_field *f, cons
             keel_decode_error(dc, n, "expected a number, got NaN");
             return -1;
         }
-        if (((f->flags & KEEL_FF_HAS_MIN) && *(double *)dst < (double)f->min) ||
-            ((f->flags & KEEL_FF_HAS_MAX) && *(double *)dst > (double)f->max))
-            keel_decode_error(dc, n, "%s is out of range: must be between %lld and %lld", n->str, (long long)f->min,
-                              (long long)f->max);
+        if ((f->flags & KEEL_FF_HAS_MIN) && *(double *)dst < (double)f->min)
+            keel_decode_error(dc, n, "%s is too small: must be at least %lld", n->str, (long long)f->min);
+        else if ((f->flags & KEEL_FF_HAS_MAX) && *(double *)dst > (double)f->max)
+            keel_decode_error(dc, n, "%s is too large: must be at most %lld", n->str, (long long)f->max);
         return 0;
     case KEEL_FT_DURATION: {
         if (n->type != KEEL_NODE_STRING) {
@@ -593,8 +594,9 @@ int keel_decode_msg(struct keel_decode *dc, const struct keel_msgdesc *m, const 
             keel_path_truncate(&dc->path, mark);
             continue;
         }
-        if (p->value->type == KEEL_NODE_NULL && !(f->type == KEEL_FT_MSG && f->shape == KEEL_FS_ONE)) {
-            /* null means unset, as in Kubernetes and protojson */
+        if (p->value->type == KEEL_NODE_NULL) {
+            /* null (including `field:` with nothing after it) means unset,
+             * as in Kubernetes and protojson */
             keel_path_truncate(&dc->path, mark);
             continue;
         }
@@ -605,16 +607,7 @@ int keel_decode_msg(struct keel_decode *dc, const struct keel_msgdesc *m, const 
             else
                 oneof_first[f->oneof] = f->name;
         }
-        if (p->value->type == KEEL_NODE_NULL) {
-            /* `field:` with nothing after it: an empty object */
-            static const struct keel_node empty = {.type = KEEL_NODE_MAP, .str = ""};
-            struct keel_node *e = keel_arena_xalloc(dc->arena, sizeof(*e));
-            *e = empty;
-            e->loc = p->value->loc;
-            decode_field(dc, f, e, base);
-        } else {
-            decode_field(dc, f, p->value, base);
-        }
+        decode_field(dc, f, p->value, base);
         keel_path_truncate(&dc->path, mark);
     }
     for (unsigned j = 0; j < m->nfields; j++) {

@@ -281,9 +281,11 @@ static void decode_mesh(struct keel_loadset *ls, struct keel_resource *r)
     struct mesh_doc md = {0};
     size_t before = keel_diags_count(&ls->diags);
     keel_yaml_load_buf(ls->arena, v->loc.file, v->str, v->len, &ls->diags, take_mesh_doc, &md);
-    /* a block scalar's text starts on the line after its indicator */
-    uint32_t dline = v->loc.line - (v->quoted && v->str[0] != '\0' ? 0 : 1);
-    uint32_t dcol = p->key->loc.col + 1;
+    /* map positions inside the text back onto the file: a block scalar's
+     * location is its first content line, indented (by convention) two
+     * columns past its key; a flow scalar starts at its own column */
+    uint32_t dline = v->loc.line ? v->loc.line - 1 : 0;
+    uint32_t dcol = v->block ? p->key->loc.col + 1 : v->loc.col - (v->quoted ? 0 : 1);
     for (size_t i = before; i < keel_diags_count(&ls->diags); i++) {
         struct keel_diag *g = keel_diags_at(&ls->diags, i);
         g->loc.line += dline;
@@ -355,8 +357,11 @@ static void handle_object(struct keel_loadset *ls, struct keel_resource *r, cons
     keel_decode_msg(&dc, body, rest, r->body);
     if (r->kind->kclass == KEEL_KIND_ISTIO) {
         r->spec = body_field(r->kind, r->body, "spec");
-        if (!r->spec && !keel_node_get(root, "spec"))
+        const struct keel_node *spec = keel_node_get(root, "spec");
+        if (!spec)
             err_at(ls, &root->loc, "spec", "missing required field \"spec\"");
+        else if (spec->type == KEEL_NODE_NULL)
+            err_at(ls, &spec->loc, "spec", "expected object, got null (an Istio resource needs a spec)");
     }
     if (r->kind->id == KEEL_KIND_CONFIG_MAP)
         decode_mesh(ls, r);
@@ -365,6 +370,7 @@ static void handle_object(struct keel_loadset *ls, struct keel_resource *r, cons
 
 struct doc_ctx {
     struct keel_loadset *ls;
+    size_t mark; /* diagnostics before this index belong to earlier documents */
 };
 
 static void finish_resource(struct keel_loadset *ls, struct keel_resource *r, size_t first_diag)
@@ -388,7 +394,8 @@ static void finish_resource(struct keel_loadset *ls, struct keel_resource *r, si
         ls->skipped++;
 }
 
-static void handle_root(struct keel_loadset *ls, const struct keel_node *root, const struct keel_loc *loc, int depth)
+static void handle_root(struct keel_loadset *ls, const struct keel_node *root, const struct keel_loc *loc, int depth,
+                        size_t first)
 {
     /* kind: List holds its objects under items */
     if (root && root->type == KEEL_NODE_MAP && depth == 0) {
@@ -397,7 +404,6 @@ static void handle_root(struct keel_loadset *ls, const struct keel_node *root, c
         const struct keel_node *items = keel_node_get(root, "items");
         if (kind && strcmp(kind, "List") == 0 && av && strcmp(av, "v1") == 0) {
             if (!items || items->type != KEEL_NODE_SEQ) {
-                size_t first = keel_diags_count(&ls->diags);
                 struct keel_resource *r = new_resource(ls, loc, root);
                 r->kind_name = "List";
                 err_at(ls, loc, "items", "a List needs an \"items\" list");
@@ -407,12 +413,11 @@ static void handle_root(struct keel_loadset *ls, const struct keel_node *root, c
             for (size_t i = 0; i < items->n; i++) {
                 struct keel_loc il = items->c.items[i]->loc;
                 il.doc = loc->doc;
-                handle_root(ls, items->c.items[i], &il, depth + 1);
+                handle_root(ls, items->c.items[i], &il, depth + 1, i == 0 ? first : keel_diags_count(&ls->diags));
             }
             return;
         }
     }
-    size_t first = keel_diags_count(&ls->diags);
     struct keel_resource *r = new_resource(ls, loc, root);
     if (root)
         handle_object(ls, r, root);
@@ -423,20 +428,21 @@ static int on_doc(void *ctx, struct keel_node *root, const struct keel_loc *loc)
 {
     struct doc_ctx *dc = ctx;
     struct keel_loadset *ls = dc->ls;
+    /* everything reported since the previous document (YAML-level problems
+     * such as duplicate keys included) belongs to this one */
     if (!root) {
-        /* unreadable document: its syntax error is the last diagnostic */
-        size_t n = keel_diags_count(&ls->diags);
         struct keel_resource *r = new_resource(ls, loc, NULL);
-        finish_resource(ls, r, n ? n - 1 : 0);
-        return 0;
+        finish_resource(ls, r, dc->mark);
+    } else {
+        handle_root(ls, root, loc, 0, dc->mark);
     }
-    handle_root(ls, root, loc, 0);
+    dc->mark = keel_diags_count(&ls->diags);
     return 0;
 }
 
 int keel_load_buf(struct keel_loadset *ls, const char *name, const char *buf, size_t len)
 {
-    struct doc_ctx dc = {ls};
+    struct doc_ctx dc = {ls, keel_diags_count(&ls->diags)};
     ls->files++;
     int rc = keel_yaml_load_buf(ls->arena, name, buf, len, &ls->diags, on_doc, &dc);
     return rc < 0 ? rc : 0;
@@ -489,7 +495,8 @@ static int load_dir(struct keel_loadset *ls, const char *path, int depth)
             if (r)
                 rc = r;
         } else if (S_ISREG(st.st_mode) && wanted_file(p)) {
-            int r = keel_yaml_load_file(ls->arena, p, &ls->diags, on_doc, &(struct doc_ctx){ls});
+            int r = keel_yaml_load_file(ls->arena, p, &ls->diags, on_doc,
+                                        &(struct doc_ctx){ls, keel_diags_count(&ls->diags)});
             ls->files++;
             if (r < 0)
                 rc = r;
@@ -511,6 +518,7 @@ int keel_load_path(struct keel_loadset *ls, const char *path)
             return load_dir(ls, path, 0);
     }
     ls->files++;
-    int rc = keel_yaml_load_file(ls->arena, path, &ls->diags, on_doc, &(struct doc_ctx){ls});
+    int rc = keel_yaml_load_file(ls->arena, path, &ls->diags, on_doc,
+                                 &(struct doc_ctx){ls, keel_diags_count(&ls->diags)});
     return rc < 0 ? rc : 0;
 }

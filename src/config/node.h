@@ -43,6 +43,7 @@ struct keel_node {
     enum keel_node_type type;
     bool quoted;         /* scalar written quoted or as a block */
     bool merged;         /* MAP: received keys from a `<<` merge */
+    bool block;          /* scalar written as a literal (|) or folded (>) block; loc is its first line */
     struct keel_loc loc; /* where the node starts */
     const char *str;     /* scalar text, NUL-terminated ("" for null/collections) */
     size_t len;          /* scalar text length */

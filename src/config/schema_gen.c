@@ -152,7 +152,7 @@ extern const struct keel_msgdesc keel_msg_telemetry;
 extern const struct keel_msgdesc keel_msg_telemetry_object;
 extern const struct keel_msgdesc keel_msg_namespace_spec;
 extern const struct keel_msgdesc keel_msg_namespace_object;
-extern const struct keel_msgdesc keel_msg_service_ports;
+extern const struct keel_msgdesc keel_msg_k8s_service_port;
 extern const struct keel_msgdesc keel_msg_service_spec;
 extern const struct keel_msgdesc keel_msg_service_object;
 extern const struct keel_msgdesc keel_msg_endpoints_addresses;
@@ -163,8 +163,8 @@ extern const struct keel_msgdesc keel_msg_endpoint_slice_conditions;
 extern const struct keel_msgdesc keel_msg_endpoint_slice_endpoints;
 extern const struct keel_msgdesc keel_msg_endpoint_slice_ports;
 extern const struct keel_msgdesc keel_msg_endpoint_slice_object;
-extern const struct keel_msgdesc keel_msg_pod_ports;
-extern const struct keel_msgdesc keel_msg_pod_containers;
+extern const struct keel_msgdesc keel_msg_container_port;
+extern const struct keel_msgdesc keel_msg_container;
 extern const struct keel_msgdesc keel_msg_pod_spec;
 extern const struct keel_msgdesc keel_msg_pod_object;
 extern const struct keel_msgdesc keel_msg_deployment_selector;
@@ -2600,32 +2600,32 @@ static const struct keel_field fields_namespace_object[] = {
 };
 const struct keel_msgdesc keel_msg_namespace_object = {"namespace_object", sizeof(struct keel_namespace_object), 2, 0, fields_namespace_object};
 
-static const struct keel_field fields_service_ports[] = {
+static const struct keel_field fields_k8s_service_port[] = {
     {"name", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_service_ports, name), 0, 0, 0,
+     offsetof(struct keel_k8s_service_port, name), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"protocol", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_service_ports, protocol), 0, 0, 0,
+     offsetof(struct keel_k8s_service_port, protocol), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"appProtocol", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_service_ports, app_protocol), 0, 0, 0,
+     offsetof(struct keel_k8s_service_port, app_protocol), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"port", KEEL_FT_INT, KEEL_FS_ONE, 0, KEEL_FF_REQUIRED | KEEL_FF_HAS_MIN | KEEL_FF_HAS_MAX,
-     offsetof(struct keel_service_ports, port), 0, 0, 0,
+     offsetof(struct keel_k8s_service_port, port), 0, 0, 0,
      NULL, NULL, 0, -2147483648LL, 2147483647LL, 0, 0, 0, 0, NULL, NULL},
     {"targetPort", KEEL_FT_INTSTR, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_service_ports, target_port), 0, 0, 0,
+     offsetof(struct keel_k8s_service_port, target_port), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"nodePort", KEEL_FT_INT, KEEL_FS_ONE, 0, KEEL_FF_HAS_MIN | KEEL_FF_HAS_MAX,
-     offsetof(struct keel_service_ports, node_port), 0, 0, 0,
+     offsetof(struct keel_k8s_service_port, node_port), 0, 0, 0,
      NULL, NULL, 0, -2147483648LL, 2147483647LL, 0, 0, 0, 0, NULL, NULL},
 };
-const struct keel_msgdesc keel_msg_service_ports = {"service_ports", sizeof(struct keel_service_ports), 6, 0, fields_service_ports};
+const struct keel_msgdesc keel_msg_k8s_service_port = {"k8s_service_port", sizeof(struct keel_k8s_service_port), 6, 0, fields_k8s_service_port};
 
 static const struct keel_field fields_service_spec[] = {
     {"ports", KEEL_FT_MSG, KEEL_FS_LIST, 0, 0,
      offsetof(struct keel_service_spec, ports), offsetof(struct keel_service_spec, n_ports), sizeof(*((struct keel_service_spec *)0)->ports), 0,
-     &keel_msg_service_ports, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
+     &keel_msg_k8s_service_port, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"selector", KEEL_FT_STRING, KEEL_FS_MAP, 0, 0,
      offsetof(struct keel_service_spec, selector), offsetof(struct keel_service_spec, n_selector), sizeof(struct keel_kv_str), offsetof(struct keel_kv_str, value),
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
@@ -2633,13 +2633,13 @@ static const struct keel_field fields_service_spec[] = {
      offsetof(struct keel_service_spec, cluster_ip), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"clusterIPs", KEEL_FT_STRING, KEEL_FS_LIST, 0, 0,
-     offsetof(struct keel_service_spec, cluster_i_ps), offsetof(struct keel_service_spec, n_cluster_i_ps), sizeof(*((struct keel_service_spec *)0)->cluster_i_ps), 0,
+     offsetof(struct keel_service_spec, cluster_ips), offsetof(struct keel_service_spec, n_cluster_ips), sizeof(*((struct keel_service_spec *)0)->cluster_ips), 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"type", KEEL_FT_ENUM, KEEL_FS_ONE, 0, 0,
      offsetof(struct keel_service_spec, type), 0, 0, 0,
      NULL, enum_service_spec_type, 4, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"externalIPs", KEEL_FT_STRING, KEEL_FS_LIST, 0, 0,
-     offsetof(struct keel_service_spec, external_i_ps), offsetof(struct keel_service_spec, n_external_i_ps), sizeof(*((struct keel_service_spec *)0)->external_i_ps), 0,
+     offsetof(struct keel_service_spec, external_ips), offsetof(struct keel_service_spec, n_external_ips), sizeof(*((struct keel_service_spec *)0)->external_ips), 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"sessionAffinity", KEEL_FT_ENUM, KEEL_FS_ONE, 0, 0,
      offsetof(struct keel_service_spec, session_affinity), 0, 0, 0,
@@ -2818,103 +2818,103 @@ static const struct keel_field fields_endpoint_slice_object[] = {
 };
 const struct keel_msgdesc keel_msg_endpoint_slice_object = {"endpoint_slice_object", sizeof(struct keel_endpoint_slice_object), 3, 0, fields_endpoint_slice_object};
 
-static const struct keel_field fields_pod_ports[] = {
+static const struct keel_field fields_container_port[] = {
     {"name", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_ports, name), 0, 0, 0,
+     offsetof(struct keel_container_port, name), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"hostPort", KEEL_FT_INT, KEEL_FS_ONE, 0, KEEL_FF_HAS_MIN | KEEL_FF_HAS_MAX,
-     offsetof(struct keel_pod_ports, host_port), 0, 0, 0,
+     offsetof(struct keel_container_port, host_port), 0, 0, 0,
      NULL, NULL, 0, -2147483648LL, 2147483647LL, 0, 0, 0, 0, NULL, NULL},
     {"containerPort", KEEL_FT_INT, KEEL_FS_ONE, 0, KEEL_FF_REQUIRED | KEEL_FF_HAS_MIN | KEEL_FF_HAS_MAX,
-     offsetof(struct keel_pod_ports, container_port), 0, 0, 0,
+     offsetof(struct keel_container_port, container_port), 0, 0, 0,
      NULL, NULL, 0, -2147483648LL, 2147483647LL, 0, 0, 0, 0, NULL, NULL},
     {"protocol", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_ports, protocol), 0, 0, 0,
+     offsetof(struct keel_container_port, protocol), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"hostIP", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_ports, host_ip), 0, 0, 0,
+     offsetof(struct keel_container_port, host_ip), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
 };
-const struct keel_msgdesc keel_msg_pod_ports = {"pod_ports", sizeof(struct keel_pod_ports), 5, 0, fields_pod_ports};
+const struct keel_msgdesc keel_msg_container_port = {"container_port", sizeof(struct keel_container_port), 5, 0, fields_container_port};
 
-static const struct keel_field fields_pod_containers[] = {
+static const struct keel_field fields_container[] = {
     {"name", KEEL_FT_STRING, KEEL_FS_ONE, 0, KEEL_FF_REQUIRED,
-     offsetof(struct keel_pod_containers, name), 0, 0, 0,
+     offsetof(struct keel_container, name), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"image", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, image), 0, 0, 0,
+     offsetof(struct keel_container, image), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"command", KEEL_FT_STRING, KEEL_FS_LIST, 0, 0,
-     offsetof(struct keel_pod_containers, command), offsetof(struct keel_pod_containers, n_command), sizeof(*((struct keel_pod_containers *)0)->command), 0,
+     offsetof(struct keel_container, command), offsetof(struct keel_container, n_command), sizeof(*((struct keel_container *)0)->command), 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"args", KEEL_FT_STRING, KEEL_FS_LIST, 0, 0,
-     offsetof(struct keel_pod_containers, args), offsetof(struct keel_pod_containers, n_args), sizeof(*((struct keel_pod_containers *)0)->args), 0,
+     offsetof(struct keel_container, args), offsetof(struct keel_container, n_args), sizeof(*((struct keel_container *)0)->args), 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"workingDir", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, working_dir), 0, 0, 0,
+     offsetof(struct keel_container, working_dir), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"ports", KEEL_FT_MSG, KEEL_FS_LIST, 0, 0,
-     offsetof(struct keel_pod_containers, ports), offsetof(struct keel_pod_containers, n_ports), sizeof(*((struct keel_pod_containers *)0)->ports), 0,
-     &keel_msg_pod_ports, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
+     offsetof(struct keel_container, ports), offsetof(struct keel_container, n_ports), sizeof(*((struct keel_container *)0)->ports), 0,
+     &keel_msg_container_port, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"envFrom", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, env_from), 0, 0, 0,
+     offsetof(struct keel_container, env_from), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"env", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, env), 0, 0, 0,
+     offsetof(struct keel_container, env), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"resources", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, resources), 0, 0, 0,
+     offsetof(struct keel_container, resources), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"resizePolicy", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, resize_policy), 0, 0, 0,
+     offsetof(struct keel_container, resize_policy), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"restartPolicy", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, restart_policy), 0, 0, 0,
+     offsetof(struct keel_container, restart_policy), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"restartPolicyRules", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, restart_policy_rules), 0, 0, 0,
+     offsetof(struct keel_container, restart_policy_rules), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"volumeMounts", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, volume_mounts), 0, 0, 0,
+     offsetof(struct keel_container, volume_mounts), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"volumeDevices", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, volume_devices), 0, 0, 0,
+     offsetof(struct keel_container, volume_devices), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"livenessProbe", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, liveness_probe), 0, 0, 0,
+     offsetof(struct keel_container, liveness_probe), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"readinessProbe", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, readiness_probe), 0, 0, 0,
+     offsetof(struct keel_container, readiness_probe), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"startupProbe", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, startup_probe), 0, 0, 0,
+     offsetof(struct keel_container, startup_probe), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"lifecycle", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, lifecycle), 0, 0, 0,
+     offsetof(struct keel_container, lifecycle), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"terminationMessagePath", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, termination_message_path), 0, 0, 0,
+     offsetof(struct keel_container, termination_message_path), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"terminationMessagePolicy", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, termination_message_policy), 0, 0, 0,
+     offsetof(struct keel_container, termination_message_policy), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"imagePullPolicy", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, image_pull_policy), 0, 0, 0,
+     offsetof(struct keel_container, image_pull_policy), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"securityContext", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, security_context), 0, 0, 0,
+     offsetof(struct keel_container, security_context), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"stdin", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, stdin), 0, 0, 0,
+     offsetof(struct keel_container, stdin), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"stdinOnce", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, stdin_once), 0, 0, 0,
+     offsetof(struct keel_container, stdin_once), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"tty", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
-     offsetof(struct keel_pod_containers, tty), 0, 0, 0,
+     offsetof(struct keel_container, tty), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
 };
-const struct keel_msgdesc keel_msg_pod_containers = {"pod_containers", sizeof(struct keel_pod_containers), 25, 0, fields_pod_containers};
+const struct keel_msgdesc keel_msg_container = {"container", sizeof(struct keel_container), 25, 0, fields_container};
 
 static const struct keel_field fields_pod_spec[] = {
     {"activeDeadlineSeconds", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
@@ -2928,7 +2928,7 @@ static const struct keel_field fields_pod_spec[] = {
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"containers", KEEL_FT_MSG, KEEL_FS_LIST, 0, KEEL_FF_REQUIRED,
      offsetof(struct keel_pod_spec, containers), offsetof(struct keel_pod_spec, n_containers), sizeof(*((struct keel_pod_spec *)0)->containers), 0,
-     &keel_msg_pod_containers, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
+     &keel_msg_container, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"dnsConfig", KEEL_FT_ANY, KEEL_FS_ONE, 0, 0,
      offsetof(struct keel_pod_spec, dns_config), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
@@ -2970,7 +2970,7 @@ static const struct keel_field fields_pod_spec[] = {
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"initContainers", KEEL_FT_MSG, KEEL_FS_LIST, 0, 0,
      offsetof(struct keel_pod_spec, init_containers), offsetof(struct keel_pod_spec, n_init_containers), sizeof(*((struct keel_pod_spec *)0)->init_containers), 0,
-     &keel_msg_pod_containers, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
+     &keel_msg_container, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},
     {"nodeName", KEEL_FT_STRING, KEEL_FS_ONE, 0, 0,
      offsetof(struct keel_pod_spec, node_name), 0, 0, 0,
      NULL, NULL, 0, 0LL, 0LL, 0, 0, 0, 0, NULL, NULL},

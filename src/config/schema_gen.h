@@ -548,7 +548,7 @@ struct keel_telemetry;
 struct keel_telemetry_object;
 struct keel_namespace_spec;
 struct keel_namespace_object;
-struct keel_service_ports;
+struct keel_k8s_service_port;
 struct keel_service_spec;
 struct keel_service_object;
 struct keel_endpoints_addresses;
@@ -559,8 +559,8 @@ struct keel_endpoint_slice_conditions;
 struct keel_endpoint_slice_endpoints;
 struct keel_endpoint_slice_ports;
 struct keel_endpoint_slice_object;
-struct keel_pod_ports;
-struct keel_pod_containers;
+struct keel_container_port;
+struct keel_container;
 struct keel_pod_spec;
 struct keel_pod_object;
 struct keel_deployment_selector;
@@ -2088,7 +2088,7 @@ struct keel_namespace_object {
 };
 
 /* Service.spec.ports[] */
-struct keel_service_ports {
+struct keel_k8s_service_port {
     struct keel_obj _o;
     const char *name; /* name */
     const char *protocol; /* protocol */
@@ -2101,16 +2101,16 @@ struct keel_service_ports {
 /* Service.spec */
 struct keel_service_spec {
     struct keel_obj _o;
-    struct keel_service_ports *ports; /* ports[] */
+    struct keel_k8s_service_port *ports; /* ports[] */
     size_t n_ports;
     struct keel_kv_str *selector; /* selector{} */
     size_t n_selector;
     const char *cluster_ip; /* clusterIP */
-    const char **cluster_i_ps; /* clusterIPs[] */
-    size_t n_cluster_i_ps;
+    const char **cluster_ips; /* clusterIPs[] */
+    size_t n_cluster_ips;
     enum keel_service_spec_type type; /* type */
-    const char **external_i_ps; /* externalIPs[] */
-    size_t n_external_i_ps;
+    const char **external_ips; /* externalIPs[] */
+    size_t n_external_ips;
     enum keel_service_spec_session_affinity session_affinity; /* sessionAffinity */
     const char *load_balancer_ip; /* loadBalancerIP */
     const char **load_balancer_source_ranges; /* loadBalancerSourceRanges[] */
@@ -2215,7 +2215,7 @@ struct keel_endpoint_slice_object {
 };
 
 /* Pod.spec.containers[].ports[] */
-struct keel_pod_ports {
+struct keel_container_port {
     struct keel_obj _o;
     const char *name; /* name */
     int64_t host_port; /* hostPort */
@@ -2225,7 +2225,7 @@ struct keel_pod_ports {
 };
 
 /* Pod.spec.containers[], Pod.spec.initContainers[] */
-struct keel_pod_containers {
+struct keel_container {
     struct keel_obj _o;
     const char *name; /* name */
     const char *image; /* image */
@@ -2234,7 +2234,7 @@ struct keel_pod_containers {
     const char **args; /* args[] */
     size_t n_args;
     const struct keel_node *working_dir; /* workingDir */
-    struct keel_pod_ports *ports; /* ports[] */
+    struct keel_container_port *ports; /* ports[] */
     size_t n_ports;
     const struct keel_node *env_from; /* envFrom */
     const struct keel_node *env; /* env */
@@ -2263,7 +2263,7 @@ struct keel_pod_spec {
     const struct keel_node *active_deadline_seconds; /* activeDeadlineSeconds */
     const struct keel_node *affinity; /* affinity */
     const struct keel_node *automount_service_account_token; /* automountServiceAccountToken */
-    struct keel_pod_containers *containers; /* containers[] */
+    struct keel_container *containers; /* containers[] */
     size_t n_containers;
     const struct keel_node *dns_config; /* dnsConfig */
     const struct keel_node *dns_policy; /* dnsPolicy */
@@ -2278,7 +2278,7 @@ struct keel_pod_spec {
     const struct keel_node *hostname; /* hostname */
     const struct keel_node *hostname_override; /* hostnameOverride */
     const struct keel_node *image_pull_secrets; /* imagePullSecrets */
-    struct keel_pod_containers *init_containers; /* initContainers[] */
+    struct keel_container *init_containers; /* initContainers[] */
     size_t n_init_containers;
     const char *node_name; /* nodeName */
     const struct keel_node *node_selector; /* nodeSelector */
@@ -3332,7 +3332,7 @@ extern const struct keel_msgdesc keel_msg_telemetry;
 extern const struct keel_msgdesc keel_msg_telemetry_object;
 extern const struct keel_msgdesc keel_msg_namespace_spec;
 extern const struct keel_msgdesc keel_msg_namespace_object;
-extern const struct keel_msgdesc keel_msg_service_ports;
+extern const struct keel_msgdesc keel_msg_k8s_service_port;
 extern const struct keel_msgdesc keel_msg_service_spec;
 extern const struct keel_msgdesc keel_msg_service_object;
 extern const struct keel_msgdesc keel_msg_endpoints_addresses;
@@ -3343,8 +3343,8 @@ extern const struct keel_msgdesc keel_msg_endpoint_slice_conditions;
 extern const struct keel_msgdesc keel_msg_endpoint_slice_endpoints;
 extern const struct keel_msgdesc keel_msg_endpoint_slice_ports;
 extern const struct keel_msgdesc keel_msg_endpoint_slice_object;
-extern const struct keel_msgdesc keel_msg_pod_ports;
-extern const struct keel_msgdesc keel_msg_pod_containers;
+extern const struct keel_msgdesc keel_msg_container_port;
+extern const struct keel_msgdesc keel_msg_container;
 extern const struct keel_msgdesc keel_msg_pod_spec;
 extern const struct keel_msgdesc keel_msg_pod_object;
 extern const struct keel_msgdesc keel_msg_deployment_selector;

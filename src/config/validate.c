@@ -38,6 +38,16 @@ static void run_config_map(struct keel_vctx *v, const struct keel_resource *r)
     keel_validate_mesh_config(v, r->mesh);
 }
 
+static void run_service(struct keel_vctx *v, const struct keel_resource *r)
+{
+    keel_validate_k8s_service(v, r->body);
+}
+
+static void run_deployment(struct keel_vctx *v, const struct keel_resource *r)
+{
+    keel_validate_k8s_deployment(v, r->body);
+}
+
 /* The registry: every kind with semantic rules, one line each. */
 static const struct {
     int kind;
@@ -59,6 +69,8 @@ static const struct {
     {KEEL_KIND_WASM_PLUGIN, run_wasm_plugin},
     {KEEL_KIND_TRAFFIC_EXTENSION, run_traffic_extension},
     {KEEL_KIND_CONFIG_MAP, run_config_map},
+    {KEEL_KIND_SERVICE, run_service},
+    {KEEL_KIND_DEPLOYMENT, run_deployment},
 };
 
 size_t keel_validate_resource(struct keel_diags *d, const struct keel_resource *r)

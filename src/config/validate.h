@@ -67,6 +67,9 @@ void keel_validate_request_authentication(struct keel_vctx *v, const struct keel
 void keel_validate_telemetry(struct keel_vctx *v, const struct keel_telemetry *s);
 void keel_validate_wasm_plugin(struct keel_vctx *v, const struct keel_wasm_plugin *s);
 void keel_validate_traffic_extension(struct keel_vctx *v, const struct keel_traffic_extension *s);
+/* istioctl's checks of Kubernetes objects (validate_kubernetes.c). */
+void keel_validate_k8s_service(struct keel_vctx *v, const struct keel_service_object *svc);
+void keel_validate_k8s_deployment(struct keel_vctx *v, const struct keel_deployment_object *dep);
 /* MeshConfig inside a ConfigMap's data.mesh; v->path is "data.mesh". */
 struct keel_mesh_config;
 void keel_validate_mesh_config(struct keel_vctx *v, const struct keel_mesh_config *m);

@@ -47,10 +47,13 @@ const char *keel_check_duration(int64_t ns);
 /* ValidatePercent-style: 0 or [0.0001, 100]. */
 bool keel_valid_fraction_percent(double v);
 
-/* RE2-compatible regex that compiles (PCRE2, minus the constructs RE2 lacks). */
+/* RE2-compatible regex that compiles (PCRE2, minus the constructs RE2 lacks).
+ * The message is Go's: "error parsing regexp: <what>: `<where>`". */
 const char *keel_check_regex(const char *re, char *buf, size_t n);
 
-/* ValidateHTTPHeaderName / ValidateStrictHTTPHeaderName / ValidateHTTPHeaderValue. */
+/* ValidateHTTPHeaderName (RFC 7230 token characters) / ValidateStrictHTTPHeaderName
+ * ([-_A-Za-z0-9]+) / ValidateHTTPHeaderValue (no control characters, Envoy's
+ * %VAR% formatter syntax; messages start "header value configuration"). */
 bool keel_valid_header_name(const char *name);
 bool keel_valid_strict_header_name(const char *name);
 const char *keel_check_header_value(const char *value, char *buf, size_t n);

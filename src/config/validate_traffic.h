@@ -8,9 +8,7 @@
  * the WorkloadEntry rules that also apply to ServiceEntry endpoints. Each is
  * defined once, in the file named next to it, and reports through the
  * keel_vctx like the kind validators do (paths relative to v->path).
- *
- * The protocol classifier at the bottom mirrors pkg/config/protocol
- * (Parse, IsHTTP, IsTLS, IsTCP); it is pure and inline.
+ * Checks every kind uses are in validate_common.h.
  */
 #ifndef KEEL_CONFIG_VALIDATE_TRAFFIC_H
 #define KEEL_CONFIG_VALIDATE_TRAFFIC_H
@@ -19,7 +17,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <strings.h>
 
 /* ---- validate_destinationrule.c ----------------------------------------- */
 
@@ -44,10 +41,6 @@ void keel_vcheck_labels_selector(struct keel_vctx *v, const struct keel_obj *par
 
 /* ---- validate_workload.c ------------------------------------------------ */
 
-/* ValidateUnixAddress on the path after "unix://": NULL when fine, else a
- * message in buf ("%s is not an absolute path to a file", ...). */
-const char *keel_check_unix_address(const char *path, char *buf, size_t n);
-
 /* How the address of a WorkloadEntry-shaped endpoint is judged. */
 enum keel_we_mode {
     KEEL_WE_ENTRY,  /* WorkloadEntry kind: IP, FQDN or unix:// */
@@ -62,34 +55,5 @@ enum keel_we_mode {
  * them. The current path must be the entry itself. */
 void keel_vcheck_workload_entry(struct keel_vctx *v, const struct keel_workload_entry *we, enum keel_we_mode mode,
                                 const struct keel_service_port *svc_ports, size_t n_svc_ports);
-
-/* ---- protocols (pkg/config/protocol) ------------------------------------ */
-
-enum {
-    KEEL_PROTO_UNSUPPORTED = 1u << 0, /* protocol.Parse gives Unsupported (also for "") */
-    KEEL_PROTO_HTTP = 1u << 1,        /* IsHTTP: HTTP, HTTP2, HTTP_PROXY, GRPC, GRPC-WEB */
-    KEEL_PROTO_TLS = 1u << 2,         /* IsTLS: HTTPS, TLS */
-    KEEL_PROTO_TCP = 1u << 3,         /* IsTCP: TCP, HTTPS, TLS, MONGO, REDIS, MYSQL */
-};
-
-/* Classifies a port protocol the way protocol.Parse() does (case-insensitive). */
-static inline unsigned keel_proto_class(const char *p)
-{
-    static const struct {
-        const char *name;
-        unsigned cls;
-    } protos[] = {
-        {"http", KEEL_PROTO_HTTP},  {"http2", KEEL_PROTO_HTTP}, {"http_proxy", KEEL_PROTO_HTTP},
-        {"grpc", KEEL_PROTO_HTTP},  {"grpc-web", KEEL_PROTO_HTTP},
-        {"https", KEEL_PROTO_TLS | KEEL_PROTO_TCP},              {"tls", KEEL_PROTO_TLS | KEEL_PROTO_TCP},
-        {"tcp", KEEL_PROTO_TCP},    {"mongo", KEEL_PROTO_TCP},  {"redis", KEEL_PROTO_TCP},
-        {"mysql", KEEL_PROTO_TCP},  {"udp", 0},
-    };
-    if (p)
-        for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++)
-            if (strcasecmp(p, protos[i].name) == 0)
-                return protos[i].cls;
-    return KEEL_PROTO_UNSUPPORTED;
-}
 
 #endif

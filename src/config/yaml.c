@@ -197,7 +197,8 @@ static struct keel_node *make_scalar(struct conv *cv, struct fy_event *fye)
     nd->str = keel_arena_strndup(cv->a, text, len);
     nd->len = len;
     enum fy_scalar_style style = fye->scalar.value ? fy_token_scalar_style(fye->scalar.value) : FYSS_PLAIN;
-    if (fye->scalar.tag && !fye->scalar.tag_implicit) {
+    /* tag_implicit is not read: libfyaml 0.7 leaves it uninitialised for some scalars */
+    if (fye->scalar.tag) {
         const char *handle = fy_tag_token_handle0(fye->scalar.tag);
         const char *suffix = fy_tag_token_suffix0(fye->scalar.tag);
         bool core = handle && strcmp(handle, "!!") == 0 && suffix;
@@ -222,6 +223,7 @@ static struct keel_node *make_scalar(struct conv *cv, struct fy_event *fye)
     } else {
         nd->type = KEEL_NODE_STRING;
         nd->quoted = true;
+        nd->block = style == FYSS_LITERAL || style == FYSS_FOLDED;
     }
     return nd;
 }
@@ -305,6 +307,20 @@ static void apply_merge(struct conv *cv, struct frame *f, struct keel_node *valu
     }
 }
 
+/* The field path of key inside the innermost open mapping ("spec.to.x"). */
+static void key_path(const struct conv *cv, struct keel_path *path, const char *key)
+{
+    keel_path_init(path, NULL);
+    for (unsigned i = 0; i < cv->depth; i++) {
+        const struct frame *f = &cv->stack[i];
+        if (f->node->type == KEEL_NODE_SEQ)
+            keel_path_index(path, f->node->n);
+        else if (i + 1 < cv->depth && f->pending_key)
+            keel_path_key(path, f->pending_key->str);
+    }
+    keel_path_key(path, key);
+}
+
 /* Attaches a finished node to its parent (or makes it the root). */
 static void attach(struct conv *cv, struct keel_node *nd)
 {
@@ -344,7 +360,13 @@ static void attach(struct conv *cv, struct keel_node *nd)
     }
     const struct keel_pair *dup = map_find(f->node, key->str);
     if (dup && !f->node->merged) {
-        conv_error(cv, &key->loc, "duplicate key \"%s\" (first defined at line %u)", keel_str_clip(key->str, 80, cb, sizeof(cb)), dup->key->loc.line);
+        /* reported, and the first value kept, so the rest of the document is
+         * still checked and every mistake shows in one run */
+        struct keel_path path;
+        key_path(cv, &path, key->str);
+        keel_diags_add(cv->d, KEEL_SEV_ERROR, &key->loc, keel_path_str(&path),
+                       "duplicate key \"%s\" (first defined at line %u); YAML keys must be unique",
+                       keel_str_clip(key->str, 80, cb, sizeof(cb)), dup->key->loc.line);
         return;
     }
     if (dup) {
@@ -475,7 +497,8 @@ int keel_yaml_load_buf(struct keel_arena *a, const char *name, const char *buf, 
     }
     fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg cfg = {
-        .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_JSON_NONE,
+        .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_JSON_NONE |
+                 FYPCF_SLOPPY_FLOW_INDENTATION, /* go-yaml (kubectl) accepts a closing ] left of its items */
         .diag = diag,
     };
     struct fy_parser *fyp = fy_parser_create(&cfg);

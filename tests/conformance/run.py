@@ -1048,7 +1048,7 @@ def build_report(res, args):
     w("RESULT: %s" % ("PASS" if v["exit"] == 0 else "FAIL"))
     for r in v["reasons"]:
         w("  - %s" % r)
-    w("%d passed, %d failed" % (v["passed"], v["failed"]))
+    w("%d passed, %d failed, %d skipped" % (v["passed"], v["failed"], v["skipped"]))
     return "\n".join(out)
 
 
@@ -1185,8 +1185,10 @@ def conformance(args):
     if frags:
         reasons.append("fragments (informational): %d/%d agree" % (f_agree, len(frun)))
 
+    # listed (known, explained) disagreements are reported as skipped, not failed
     passed = w_agree + s_counts["clean"] + s_counts["known"]
-    failed = (len(whole) - w_agree) + s_counts["fail"]
+    failed = len(unlisted) + s_counts["fail"]
+    skipped = (len(whole) - w_agree) - len(unlisted)
     res = {
         "data": str(data),
         "keel": str(keel),
@@ -1208,7 +1210,8 @@ def conformance(args):
         "known_problems": known_problems,
         "runner_problems": runner.problems,
         "contract_issues": runner.contract,
-        "verdict": {"exit": exit_code, "reasons": reasons, "passed": passed, "failed": failed},
+        "verdict": {"exit": exit_code, "reasons": reasons, "passed": passed, "failed": failed,
+                    "skipped": skipped},
     }
     for c in whole + frags:
         c.pop("resource", None)
@@ -1432,8 +1435,8 @@ def self_test(args):
         r1 = json.loads(j1.read_text()) if j1.exists() else {}
         check("exit 1 (an unlisted disagreement, an unlisted sample error)", p.returncode == 1,
               "rc=%s stderr=%s" % (p.returncode, p.stderr[-500:]))
-        check("final line is exactly 'N passed, M failed' (10 passed, 3 failed)",
-              last_line(p) == "10 passed, 3 failed", repr(last_line(p)))
+        check("final line is exactly 'N passed, M failed, K skipped' (10 passed, 2 failed, 1 skipped)",
+              last_line(p) == "10 passed, 2 failed, 1 skipped", repr(last_line(p)))
         byid = {c["id"]: c for c in r1.get("whole", []) + r1.get("fragments", [])}
         check("whole-resource verdicts mapped back by doc index",
               [(i, byid.get(i, {}).get("keel"), byid.get(i, {}).get("agree")) for i in
@@ -1497,8 +1500,8 @@ def self_test(args):
 
         p = run(["--keel", fake, "--data", str(data), "--known", str(data / "known-all.yaml"),
                  "--only", "VirtualService", "--min-pct", "50"])
-        check("--only KIND, all disagreements listed, pct >= min -> exit 0; '3 passed, 2 failed'",
-              p.returncode == 0 and last_line(p) == "3 passed, 2 failed",
+        check("--only KIND, all disagreements listed, pct >= min -> exit 0; '3 passed, 0 failed, 2 skipped'",
+              p.returncode == 0 and last_line(p) == "3 passed, 0 failed, 2 skipped",
               "rc=%s last=%r" % (p.returncode, last_line(p)))
         p = run(["--keel", fake, "--data", str(data), "--known", str(data / "known-all.yaml"),
                  "--only", "VirtualService"])
@@ -1527,7 +1530,7 @@ def self_test(args):
                 if f.name != "scalars.yaml":
                     n_whole += len(load_yaml_file(f).get("cases") or [])
             check("runs to the end (exit 0/1) with a final count line",
-                  p.returncode in (0, 1) and re.match(r"^\d+ passed, \d+ failed$", last_line(p)) is not None,
+                  p.returncode in (0, 1) and re.match(r"^\d+ passed, \d+ failed, \d+ skipped$", last_line(p)) is not None,
                   "rc=%s stderr=%s" % (p.returncode, p.stderr[-600:]))
             check("every whole-resource case is run (%d)" % n_whole,
                   r4.get("summary", {}).get("whole", {}).get("total") == n_whole and

@@ -1,0 +1,19 @@
+/*
+ * validate_proxyconfig.c - istiod's ProxyConfig rules.
+ *
+ * A port of ValidateProxyConfig (pkg/config/validation): the workload
+ * selector (key and value rules are the CRD's, checked by the decoder; an
+ * empty selector is a warning) and the concurrency floor. The schema also
+ * bounds concurrency at 0; istiod's own wording is reported as well because
+ * that is the message users of `istioctl validate` know.
+ */
+#include "config/validate.h"
+
+void keel_validate_proxy_config(struct keel_vctx *v, const struct keel_proxy_config *s)
+{
+    const struct keel_obj *o = &s->_o;
+    if (s->selector && s->selector->n_match_labels == 0)
+        keel_vwarn(v, o, "selector", "workload selector specified without labels");
+    if (keel_obj_has(o, "concurrency") && s->concurrency < 0)
+        keel_verr(v, o, "concurrency", "concurrency must be greater than or equal to 0");
+}
