@@ -277,19 +277,22 @@ static void check_string(struct keel_decode *dc, const struct keel_field *f, con
         return;
     }
     if (f->min_len && n->len < f->min_len)
-        keel_decode_error(dc, n, "must be at least %u characters long", f->min_len);
+        keel_decode_error(dc, n, "Invalid value: \"%s\": %s in body should be at least %u chars long",
+                          keel_str_clip(s, 60, cb, sizeof(cb)), keel_path_str(&dc->path), f->min_len);
     if (f->max_len && n->len > f->max_len)
-        keel_decode_error(dc, n, "must be at most %u characters long (got %zu)", f->max_len, n->len);
+        keel_decode_error(dc, n, "Too long: %s may have at most %u chars (got %zu)", keel_path_str(&dc->path),
+                          f->max_len, n->len);
     if (f->pattern && !pattern_match(f->pattern, s))
-        keel_decode_error(dc, n, "\"%s\" does not match the pattern %s", keel_str_clip(s, 60, cb, sizeof(cb)), f->pattern);
+        keel_decode_error(dc, n, "Invalid value: \"%s\": %s in body should match '%s'",
+                          keel_str_clip(s, 60, cb, sizeof(cb)), keel_path_str(&dc->path), f->pattern);
     if ((f->flags & KEEL_FF_NO_STAR) && strchr(s, '*'))
-        keel_decode_error(dc, n, "%s", f->rule_msg ? f->rule_msg : "must not contain '*'");
+        keel_decode_error(dc, n, "Invalid value: \"string\": %s", f->rule_msg ? f->rule_msg : "must not contain '*'");
     if ((f->flags & KEEL_FF_NOT_STAR) && strcmp(s, "*") == 0)
-        keel_decode_error(dc, n, "%s", f->rule_msg ? f->rule_msg : "must not be '*'");
+        keel_decode_error(dc, n, "Invalid value: \"string\": %s", f->rule_msg ? f->rule_msg : "must not be '*'");
     if ((f->flags & KEEL_FF_MUST_BE_EMPTY) && *s)
-        keel_decode_error(dc, n, "%s", f->rule_msg ? f->rule_msg : "must be empty");
+        keel_decode_error(dc, n, "Invalid value: \"string\": %s", f->rule_msg ? f->rule_msg : "must be empty");
     if ((f->flags & KEEL_FF_HTTP_SCHEME) && *s && strcmp(s, "HTTP") != 0 && strcmp(s, "HTTPS") != 0)
-        keel_decode_error(dc, n, "%s", f->rule_msg ? f->rule_msg : "must be HTTP or HTTPS");
+        keel_decode_error(dc, n, "Invalid value: \"string\": %s", f->rule_msg ? f->rule_msg : "must be HTTP or HTTPS");
     if (f->flags & KEEL_FF_URL_HTTP) {
         if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0) /* schemes are case-insensitive */
             keel_decode_error(dc, n, "%s (got \"%s\")", f->rule_msg ? f->rule_msg : "url must have scheme http:// or https://", keel_str_clip(s, 60, cb, sizeof(cb)));
@@ -305,14 +308,16 @@ static void check_int_range(struct keel_decode *dc, const struct keel_field *f, 
     if (!lo && !hi)
         return;
     if (f->rule_msg)
-        keel_decode_error(dc, n, "%s (got %lld)", f->rule_msg, (long long)v);
+        keel_decode_error(dc, n, "Invalid value: \"integer\": %s (got %lld)", f->rule_msg, (long long)v);
     else if ((f->flags & KEEL_FF_HAS_MIN) && (f->flags & KEEL_FF_HAS_MAX))
-        keel_decode_error(dc, n, "%lld is out of range: must be between %lld and %lld", (long long)v, (long long)f->min,
+        keel_decode_error(dc, n, "Invalid value: %lld: must be between %lld and %lld", (long long)v, (long long)f->min,
                           (long long)f->max);
     else if (lo)
-        keel_decode_error(dc, n, "%lld is too small: must be at least %lld", (long long)v, (long long)f->min);
+        keel_decode_error(dc, n, "Invalid value: %lld: %s in body should be greater than or equal to %lld",
+                          (long long)v, keel_path_str(&dc->path), (long long)f->min);
     else
-        keel_decode_error(dc, n, "%lld is too large: must be at most %lld", (long long)v, (long long)f->max);
+        keel_decode_error(dc, n, "Invalid value: %lld: %s in body should be less than or equal to %lld",
+                          (long long)v, keel_path_str(&dc->path), (long long)f->max);
 }
 
 static int decode_value(struct keel_decode *dc, const struct keel_field *f, const struct keel_node *n, void *dst)
@@ -364,9 +369,11 @@ static int decode_value(struct keel_decode *dc, const struct keel_field *f, cons
             return -1;
         }
         if ((f->flags & KEEL_FF_HAS_MIN) && *(double *)dst < (double)f->min)
-            keel_decode_error(dc, n, "%s is too small: must be at least %lld", n->str, (long long)f->min);
+            keel_decode_error(dc, n, "Invalid value: %s: %s in body should be greater than or equal to %lld", n->str,
+                              keel_path_str(&dc->path), (long long)f->min);
         else if ((f->flags & KEEL_FF_HAS_MAX) && *(double *)dst > (double)f->max)
-            keel_decode_error(dc, n, "%s is too large: must be at most %lld", n->str, (long long)f->max);
+            keel_decode_error(dc, n, "Invalid value: %s: %s in body should be less than or equal to %lld", n->str,
+                              keel_path_str(&dc->path), (long long)f->max);
         return 0;
     case KEEL_FT_DURATION: {
         if (n->type != KEEL_NODE_STRING) {
@@ -407,9 +414,11 @@ static int decode_value(struct keel_decode *dc, const struct keel_field *f, cons
                 used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", f->enums[i]);
             const char *near = nearest_enum(f, n->str);
             if (near)
-                keel_decode_error(dc, n, "unknown value \"%s\": did you mean \"%s\"? (one of: %s)", keel_str_clip(n->str, 60, cb, sizeof(cb)), near, list);
+                keel_decode_error(dc, n, "Unsupported value: \"%s\": did you mean \"%s\"? (supported values: %s)",
+                                  keel_str_clip(n->str, 60, cb, sizeof(cb)), near, list);
             else
-                keel_decode_error(dc, n, "unknown value \"%s\"; expected one of: %s", keel_str_clip(n->str, 60, cb, sizeof(cb)), list);
+                keel_decode_error(dc, n, "Unsupported value: \"%s\": supported values: %s",
+                                  keel_str_clip(n->str, 60, cb, sizeof(cb)), list);
         }
         return -1;
     case KEEL_FT_MSG: {
@@ -520,7 +529,8 @@ static void decode_field(struct keel_decode *dc, const struct keel_field *f, con
         return;
     }
     if (f->min_items && n->n < f->min_items)
-        keel_decode_error(dc, n, "must have at least %u entr%s", f->min_items, f->min_items == 1 ? "y" : "ies");
+        keel_decode_error(dc, n, "Invalid value: %s in body should have at least %u properties (entries)",
+                          keel_path_str(&dc->path), f->min_items);
     if (f->max_items && n->n > f->max_items)
         keel_decode_error(dc, n, "must have at most %u entries (got %zu)", f->max_items, n->n);
     char *arr = n->n ? keel_arena_xalloc(dc->arena, f->elem_size * n->n) : NULL;
@@ -617,7 +627,7 @@ int keel_decode_msg(struct keel_decode *dc, const struct keel_msgdesc *m, const 
         const struct keel_node *v = keel_node_get(node, f->name);
         if (!v || v->type == KEEL_NODE_NULL) {
             size_t mark = keel_path_field(&dc->path, f->name);
-            keel_decode_error(dc, node, "missing required field \"%s\"", f->name);
+            keel_decode_error(dc, node, "Required value: missing required field \"%s\"", f->name);
             keel_path_truncate(&dc->path, mark);
         }
     }

@@ -205,7 +205,8 @@ static void check_metadata(struct keel_loadset *ls, struct keel_resource *r, con
     const struct keel_object_meta *m = &r->meta;
     bool cluster_scoped = r->kind && r->kind->id == KEEL_KIND_NAMESPACE;
     if (!m->name && !m->generate_name) {
-        err_at(ls, meta_node ? &meta_node->loc : &r->loc, "metadata.name", "missing required field \"name\"");
+        err_at(ls, meta_node ? &meta_node->loc : &r->loc, "metadata.name",
+               "Required value: missing required field \"name\"");
     } else if (m->name && !keel_valid_dns1123_subdomain(m->name)) {
         struct keel_loc loc = keel_obj_loc(&m->_o, "name");
         err_at(ls, &loc, "metadata.name",
@@ -359,9 +360,10 @@ static void handle_object(struct keel_loadset *ls, struct keel_resource *r, cons
         r->spec = body_field(r->kind, r->body, "spec");
         const struct keel_node *spec = keel_node_get(root, "spec");
         if (!spec)
-            err_at(ls, &root->loc, "spec", "missing required field \"spec\"");
+            err_at(ls, &root->loc, "spec", "Required value: missing required field \"spec\"");
         else if (spec->type == KEEL_NODE_NULL)
-            err_at(ls, &spec->loc, "spec", "expected object, got null (an Istio resource needs a spec)");
+            err_at(ls, &spec->loc, "spec",
+                   "spec in body must be of type object: \"null\" (an Istio resource needs a spec)");
     }
     if (r->kind->id == KEEL_KIND_CONFIG_MAP)
         decode_mesh(ls, r);

@@ -627,8 +627,10 @@ def set_result(case, entry, verdict=None, problem=None):
     case["agree"] = eff == case["expected"]
     ec = case.get("error_contains")
     if ec:
-        case["error_contains_found"] = any(ec.lower() in str(d.get("message", "")).lower()
-                                           for d in case["errors"])
+        # compare with what a user sees: "path: message" (keel's text output)
+        case["error_contains_found"] = any(
+            ec.lower() in ("%s: %s" % (d.get("path") or "", d.get("message", ""))).lower()
+            for d in case["errors"])
     else:
         case["error_contains_found"] = None
     w = case.get("warning")
