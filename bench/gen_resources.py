@@ -51,7 +51,7 @@ def virtual_service(r, i, ns):
             lines += [
                 "    match:",
                 "    - uri:",
-                "        prefix: /api/v%d/%s" % (r.randint(1, 3), app),
+                "        prefix: /api/v%d/%s/r%d" % (r.randint(1, 3), app, k),
                 "      method:",
                 "        exact: %s" % r.choice(METHODS),
             ]
@@ -187,6 +187,7 @@ def gateway(r, i, ns):
 
 def authorization_policy(r, i, ns):
     app = r.choice(APPS)
+    action = r.choice(["ALLOW", "ALLOW", "ALLOW", "DENY"])
     lines = [
         "apiVersion: security.istio.io/v1",
         "kind: AuthorizationPolicy",
@@ -197,7 +198,7 @@ def authorization_policy(r, i, ns):
         "  selector:",
         "    matchLabels:",
         "      app: %s" % app,
-        "  action: %s" % r.choice(["ALLOW", "ALLOW", "ALLOW", "DENY"]),
+        "  action: %s" % action,
         "  rules:",
     ]
     for k in range(r.randint(1, 3)):
@@ -217,6 +218,8 @@ def authorization_policy(r, i, ns):
             "        paths:",
             "        - /api/v%d/*" % (k + 1),
         ]
+        if action == "DENY":
+            lines += ["        ports:", "        - \"8080\""]
         if r.random() < 0.3:
             lines += ["    when:", "    - key: request.headers[x-tenant]", "      values:",
                       "      - tenant-%d" % r.randrange(20)]

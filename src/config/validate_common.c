@@ -12,6 +12,9 @@
  */
 #include "config/validate_common.h"
 
+#include "base/err.h"
+#include "base/str.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -211,20 +214,22 @@ const char *keel_check_tag(const char *key, const char *value, char *buf, size_t
     return e ? e : check_tag_value(value ? value : "", buf, n);
 }
 
-/* strconv.Atoi succeeds: optional sign, digits, fits in int64 */
-static bool go_atoi_ok(const char *s)
+int keel_go_atoi(const char *s, long long *out)
 {
     const char *p = s;
     if (*p == '+' || *p == '-')
         p++;
     if (!*p)
-        return false;
+        return KEEL_EINVAL;
     for (const char *q = p; *q; q++)
         if (!is_digit(*q))
-            return false;
+            return KEEL_EINVAL;
     errno = 0;
-    (void)strtoll(s, NULL, 10);
-    return errno != ERANGE;
+    long long val = strtoll(s, NULL, 10);
+    if (errno == ERANGE)
+        return KEEL_ETOOBIG;
+    *out = val;
+    return 0;
 }
 
 /* agent.ValidateDNS1123Labels; `domain` may be a suffix of `whole` */
@@ -233,7 +238,8 @@ static const char *check_dns1123_labels(const char *domain, char *buf, size_t n)
     char q1[KEEL_MSG_MAX], q2[KEEL_MSG_MAX / 2];
     const char *tld = strrchr(domain, '.');
     tld = tld ? tld + 1 : domain;
-    if (go_atoi_ok(tld)) {
+    long long num;
+    if (keel_go_atoi(tld, &num) == 0) {
         msgf(buf, n, "domain name %s invalid (top level domain %s cannot be all-numeric)",
              keel_quote(domain, q1, sizeof(q1)), keel_quote(tld, q2, sizeof(q2)));
         return buf;
@@ -496,6 +502,35 @@ bool keel_protocol_is_http(const char *proto)
 bool keel_protocol_is_tls(const char *proto)
 {
     return parse_protocol(proto) == PROTO_TLS;
+}
+
+/* ---- HTTP retries -------------------------------------------------------------- */
+
+bool keel_valid_retry_on_policy(const char *policy, size_t len)
+{
+    /* supportedRetryOnPolicies of istiod's validateHTTPRetry */
+    static const char *const known[] = {
+        "5xx",
+        "gateway-error",
+        "reset",
+        "reset-before-request",
+        "connect-failure",
+        "retriable-4xx",
+        "refused-stream",
+        "retriable-status-codes",
+        "retriable-headers",
+        "envoy-ratelimited",
+        "http3-post-connect-failure",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i]) == len && strncmp(policy, known[i], len) == 0)
+            return true;
+    return false;
 }
 
 /* ---- durations and percentages -------------------------------------------------- */
@@ -1187,4 +1222,114 @@ void keel_vcheck_ns_slash_host(struct keel_vctx *v, const struct keel_obj *o, co
         keel_verr_item(v, o, field, i, "invalid namespace value %s in gateway", keel_quote(ns, q, sizeof(q)));
     }
     check_hostname_part(v, o, field, i, name, is_gateway);
+}
+
+/* ---- metadata and policy attachment (security and telemetry kinds) ---------------- */
+
+/* strconv.ParseBool */
+static bool go_parse_bool(const char *s)
+{
+    static const char *const ok[] = {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcmp(s, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+void keel_vcheck_annotations(struct keel_vctx *v, const char *dry_run_action)
+{
+    if (!v->res)
+        return;
+    const struct keel_object_meta *m = &v->res->meta;
+    const char *ns = keel_vns(v), *name = m->name ? m->name : "";
+    struct keel_path saved = v->path;
+    keel_path_init(&v->path, "metadata");
+    for (size_t i = 0; i < m->n_annotations; i++) {
+        const char *key = m->annotations[i].key, *val = m->annotations[i].value ? m->annotations[i].value : "";
+        if (!key)
+            continue;
+        if (strcmp(key, "istio.io/dry-run") == 0) {
+            if (!dry_run_action)
+                keel_verr_key(v, &m->_o, "annotations", key,
+                              "%s/%s has unsupported annotation istio.io/dry-run, please remove the annotation", ns,
+                              name);
+            else if (strcmp(dry_run_action, "ALLOW") != 0 && strcmp(dry_run_action, "DENY") != 0)
+                keel_verr_key(v, &m->_o, "annotations", key,
+                              "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, found action "
+                              "%s in %s/%s",
+                              dry_run_action, ns, name);
+            else if (!go_parse_bool(val))
+                keel_verr_key(v, &m->_o, "annotations", key,
+                              "%s/%s has annotation istio.io/dry-run with invalid value (%.100s): strconv.ParseBool: "
+                              "parsing \"%.100s\": invalid syntax",
+                              ns, name, val, val);
+        } else if (strcmp(key, "internal.istio.io/webhook-always-reject") == 0) {
+            keel_verr_key(v, &m->_o, "annotations", key, "\"%s\" annotation found, rejecting", key);
+        } else if (strcmp(key, "internal.istio.io/parents") == 0 ||
+                   strcmp(key, "internal.istio.io/parent-namespace") == 0) {
+            keel_verr_key(v, &m->_o, "annotations", key, "\"%s\" annotation found, this may not be set by users", key);
+        }
+    }
+    v->path = saved;
+}
+
+void keel_vcheck_workload_selector(struct keel_vctx *v, const struct keel_obj *o, const char *field,
+                                   const struct keel_workload_selector *sel)
+{
+    if (sel && sel->n_match_labels == 0)
+        keel_vwarn(v, o, field, "workload selector specified without labels");
+}
+
+/* validateOneOfSelectorType + the CRD rule "only one of targetRefs or selector can be set". */
+static void check_one_selector_type(struct keel_vctx *v, const char *prefix, const struct keel_obj *spec,
+                                    bool has_selector, bool has_ref, bool has_refs)
+{
+    if ((has_selector ? 1 : 0) + (has_ref ? 1 : 0) + (has_refs ? 1 : 0) > 1)
+        keel_verr(v, spec, has_refs ? "targetRefs" : "targetRef",
+                  "%sonly one of targetRefs or workloadSelector can be set (CRD rule: only one of targetRefs or "
+                  "selector can be set)",
+                  prefix);
+}
+
+/* validatePolicyTargetReference; reports relative to the current path (the reference itself). */
+static void check_target_ref(struct keel_vctx *v, const char *prefix, const struct keel_policy_target_ref *r)
+{
+    if (keel_cstr_empty(r->name))
+        keel_verr(v, &r->_o, "name", "%stargetRef name must be set", prefix);
+    if (!keel_cstr_empty(r->namespace))
+        keel_verr(v, &r->_o, "namespace",
+                  "%stargetRef namespace must not be set; cross namespace referencing is not supported", prefix);
+    const char *group = r->group ? r->group : "", *kind = r->kind ? r->kind : "";
+    const char *canon = *group ? group : "core";
+    bool ok = (strcmp(kind, "Service") == 0 && strcmp(canon, "core") == 0) ||
+              (strcmp(kind, "ServiceEntry") == 0 && strcmp(canon, "networking.istio.io") == 0) ||
+              ((strcmp(kind, "Gateway") == 0 || strcmp(kind, "GatewayClass") == 0) &&
+               strcmp(canon, "gateway.networking.k8s.io") == 0);
+    if (!ok)
+        keel_verr(v, &r->_o, "kind",
+                  "%stargetRef must be to one of [core/v1/Service networking.istio.io/v1/ServiceEntry "
+                  "gateway.networking.k8s.io/v1/Gateway gateway.networking.k8s.io/v1/GatewayClass] but was "
+                  "%.100s/%.100s",
+                  prefix, group, kind);
+}
+
+void keel_vcheck_attachment(struct keel_vctx *v, const char *prefix, const struct keel_obj *spec,
+                            const struct keel_workload_selector *sel, const struct keel_policy_target_ref *ref,
+                            const struct keel_policy_target_ref *refs, size_t n_refs)
+{
+    if (!prefix)
+        prefix = "";
+    check_one_selector_type(v, prefix, spec, sel != NULL || keel_obj_has(spec, "selector"), ref != NULL,
+                            n_refs > 0 || keel_obj_has(spec, "targetRefs"));
+    keel_vcheck_workload_selector(v, spec, "selector", sel);
+    if (ref) {
+        size_t mark = keel_vpush(v, "targetRef");
+        check_target_ref(v, prefix, ref);
+        keel_vpop(v, mark);
+    }
+    for (size_t i = 0; refs && i < n_refs; i++) {
+        size_t mark = keel_vpush_index(v, "targetRefs", i);
+        check_target_ref(v, prefix, &refs[i]);
+        keel_vpop(v, mark);
+    }
 }

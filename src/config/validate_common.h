@@ -112,10 +112,46 @@ bool keel_valid_ecdh_curve(const char *curve);
 bool keel_protocol_is_http(const char *proto);
 bool keel_protocol_is_tls(const char *proto);
 
+/* policy[0..len) is one of istiod's supportedRetryOnPolicies (5xx,
+ * gateway-error, reset, ...; case-sensitive). HTTP status codes, which
+ * retryOn also accepts, are the caller's to check. */
+bool keel_valid_retry_on_policy(const char *policy, size_t len);
+
+/* strconv.Atoi: an optional sign and decimal digits, all of s. Returns 0 and
+ * sets *out, or KEEL_EINVAL (not a number) / KEEL_ETOOBIG (outside long long),
+ * leaving *out unchanged. */
+int keel_go_atoi(const char *s, long long *out);
+
 /* Value of metadata annotation `key` of the resource being validated, or NULL. */
 const char *keel_vannotation(const struct keel_vctx *v, const char *key);
 
 /* Go's %q of s (strconv.Quote, bytes >= 0x80 kept) into buf; returns buf. */
 const char *keel_quote(const char *s, char *buf, size_t n);
+
+/* ---- metadata and policy attachment (security and telemetry kinds) ---- */
+
+/* validateMetadata: the istio.io/dry-run and internal.istio.io annotations
+ * of the resource being validated, each reported as an error at
+ * metadata.annotations.<key> (v->path is restored). dry_run_action is NULL
+ * for kinds that do not support dry-run, else the AuthorizationPolicy action
+ * name ("ALLOW", "DENY", ...): only ALLOW and DENY accept the annotation, and
+ * its value must be a Go bool. Does nothing when v->res is NULL. */
+void keel_vcheck_annotations(struct keel_vctx *v, const char *dry_run_action);
+
+/* validateWorkloadSelector: a selector without labels only warns ("workload
+ * selector specified without labels") at `field` of o; sel may be NULL. */
+void keel_vcheck_workload_selector(struct keel_vctx *v, const struct keel_obj *o, const char *field,
+                                   const struct keel_workload_selector *sel);
+
+/* validateOneOfSelectorType, validateWorkloadSelector and
+ * validatePolicyTargetReference(s) for a policy's spec: at most one of
+ * selector / targetRef / targetRefs (also the CRD rule), then each reference
+ * (name set, no namespace, kind one of Service, ServiceEntry, Gateway,
+ * GatewayClass). prefix ("" or NULL for none) starts every error message
+ * (AuthorizationPolicy's "invalid policy <name>.<ns>: "); warnings take none.
+ * sel, ref and refs may be NULL; reports relative to v->path (the spec). */
+void keel_vcheck_attachment(struct keel_vctx *v, const char *prefix, const struct keel_obj *spec,
+                            const struct keel_workload_selector *sel, const struct keel_policy_target_ref *ref,
+                            const struct keel_policy_target_ref *refs, size_t n_refs);
 
 #endif

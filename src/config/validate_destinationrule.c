@@ -613,6 +613,5 @@ void keel_validate_destination_rule(struct keel_vctx *v, const struct keel_desti
     for (size_t i = 0; i < s->n_subsets; i++)
         check_subset(v, s, i);
     keel_vcheck_export_to(v, &s->_o, "exportTo", s->export_to, s->n_export_to, false, s->workload_selector != NULL);
-    if (s->workload_selector && s->workload_selector->n_match_labels == 0)
-        keel_vwarn(v, &s->_o, "workloadSelector", "workload selector specified without labels");
+    keel_vcheck_workload_selector(v, &s->_o, "workloadSelector", s->workload_selector);
 }

@@ -97,25 +97,6 @@ static const char *go_duration(int64_t ns, char *buf, size_t n)
     return buf;
 }
 
-/* agent.ValidatePort */
-static const char *port_error(int64_t port, char *buf, size_t n)
-{
-    if (port >= 1 && port <= 65535)
-        return NULL;
-    snprintf(buf, n, "port number %lld must be in the range 1..65535", (long long)port);
-    return buf;
-}
-
-/* agent.ValidateDuration */
-static const char *duration_error(int64_t ns)
-{
-    if (ns < NS_PER_MS)
-        return "duration must be greater than 1ms";
-    if (ns % NS_PER_MS != 0)
-        return "only durations to ms precision are supported";
-    return NULL;
-}
-
 /*
  * agent.ValidateProxyAddress: net.SplitHostPort, a numeric port in
  * 1..65535, and an FQDN or IP host. Returns NULL or the message in buf.
@@ -165,7 +146,7 @@ static const char *proxy_address_error(const char *addr, char *buf, size_t n)
         snprintf(buf, n, "port (%.60s) is not a number: strconv.Atoi: parsing \"%.60s\": invalid syntax", port, port);
         return buf;
     }
-    if (port_error(p, buf, n))
+    if (keel_check_port(p, buf, n))
         return buf;
     char h[256], tmp[KEEL_MSG_MAX];
     snprintf(h, sizeof(h), "%.*s", (int)(host_len < sizeof(h) - 1 ? host_len : sizeof(h) - 1), host);
@@ -271,7 +252,7 @@ static void check_default_config(struct keel_vctx *v, const struct keel_mesh_def
     if (keel_obj_has(o, "serviceCluster") && !keel_obj_has(o, "tracingServiceName") && empty(d->service_cluster))
         keel_verr(v, o, "serviceCluster", "service cluster must be specified");
     if (keel_obj_has(o, "drainDuration")) {
-        const char *e = duration_error(d->drain_duration);
+        const char *e = keel_check_duration(d->drain_duration);
         if (e)
             keel_verr(v, o, "drainDuration", "invalid drain duration: %s", e);
         else if (d->drain_duration % NS_PER_S != 0)
@@ -311,14 +292,14 @@ static void check_default_config(struct keel_vctx *v, const struct keel_mesh_def
         keel_vpop(v, m2);
     }
     char pbuf[KEEL_MSG_MAX];
-    if (keel_obj_has(o, "proxyAdminPort") && port_error(d->proxy_admin_port, pbuf, sizeof(pbuf)))
+    if (keel_obj_has(o, "proxyAdminPort") && keel_check_port(d->proxy_admin_port, pbuf, sizeof(pbuf)))
         keel_verr(v, o, "proxyAdminPort", "invalid proxy admin port: %s", pbuf);
     if (keel_obj_has(o, "controlPlaneAuthPolicy") &&
         d->control_plane_auth_policy != KEEL_MESH_DEFAULT_CONFIG_CONTROL_PLANE_AUTH_POLICY_NONE &&
         d->control_plane_auth_policy != KEEL_MESH_DEFAULT_CONFIG_CONTROL_PLANE_AUTH_POLICY_MUTUAL_TLS)
         keel_verr(v, o, "controlPlaneAuthPolicy",
                   "invalid authentication policy: unrecognized control plane auth policy \"INHERIT\"");
-    if (keel_obj_has(o, "statusPort") && port_error(d->status_port, pbuf, sizeof(pbuf)))
+    if (keel_obj_has(o, "statusPort") && keel_check_port(d->status_port, pbuf, sizeof(pbuf)))
         keel_verr(v, o, "statusPort", "invalid status port: %s", pbuf);
     if (d->private_key_provider)
         check_private_key_provider(v, d->private_key_provider);
@@ -539,7 +520,7 @@ static void check_provider_service(const struct pctx *c, const struct keel_obj *
 static void check_provider_port(const struct pctx *c, const struct keel_obj *o, int64_t port, bool service_prefix)
 {
     char buf[KEEL_MSG_MAX];
-    if (port_error(port, buf, sizeof(buf)))
+    if (keel_check_port(port, buf, sizeof(buf)))
         pwarn(c, o, keel_obj_has(o, "port") ? "port" : NULL, "%s%s", service_prefix ? "invalid service port: " : "",
               buf);
 }
@@ -843,28 +824,11 @@ static void check_default_export_to(struct keel_vctx *v, const struct keel_mesh_
     }
 }
 
-/* supportedRetryOnPolicies of istiod's validateHTTPRetry, plus HTTP status codes. */
+/* supportedRetryOnPolicies of istiod's validateHTTPRetry, plus any status code 100..599. */
 static bool retry_on_ok(const char *policy)
 {
-    static const char *const known[] = {"5xx",
-                                        "gateway-error",
-                                        "reset",
-                                        "reset-before-request",
-                                        "connect-failure",
-                                        "retriable-4xx",
-                                        "refused-stream",
-                                        "retriable-status-codes",
-                                        "retriable-headers",
-                                        "envoy-ratelimited",
-                                        "http3-post-connect-failure",
-                                        "cancelled",
-                                        "deadline-exceeded",
-                                        "internal",
-                                        "resource-exhausted",
-                                        "unavailable"};
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strcmp(policy, known[i]) == 0)
-            return true;
+    if (keel_valid_retry_on_policy(policy, strlen(policy)))
+        return true;
     char *end = NULL;
     long code = strtol(policy, &end, 10);
     return *policy && !*end && code >= 100 && code <= 599;
@@ -878,7 +842,7 @@ static void check_default_retry(struct keel_vctx *v, const struct keel_mesh_defa
     if (r->attempts < 0)
         keel_vwarn(v, o, "attempts", "attempts cannot be negative");
     if (keel_obj_has(o, "perTryTimeout")) {
-        const char *e = duration_error(r->per_try_timeout);
+        const char *e = keel_check_duration(r->per_try_timeout);
         if (e)
             keel_vwarn(v, o, "perTryTimeout", "%s", e);
     }
@@ -903,10 +867,10 @@ void keel_validate_mesh_config(struct keel_vctx *v, const struct keel_mesh_confi
 {
     const struct keel_obj *o = &m->_o;
     char buf[KEEL_MSG_MAX], d1[80], d2[80], d3[80];
-    if (keel_obj_has(o, "proxyListenPort") && port_error(m->proxy_listen_port, buf, sizeof(buf)))
+    if (keel_obj_has(o, "proxyListenPort") && keel_check_port(m->proxy_listen_port, buf, sizeof(buf)))
         keel_verr(v, o, "proxyListenPort", "invalid proxy listen port: %s", buf);
     if (keel_obj_has(o, "connectTimeout")) {
-        const char *e = duration_error(m->connect_timeout);
+        const char *e = keel_check_duration(m->connect_timeout);
         if (e)
             keel_verr(v, o, "connectTimeout", "invalid connect timeout: %s", e);
         else if (m->connect_timeout > 3600 * NS_PER_S)

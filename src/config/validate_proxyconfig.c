@@ -9,11 +9,12 @@
  */
 #include "config/validate.h"
 
+#include "config/validate_common.h"
+
 void keel_validate_proxy_config(struct keel_vctx *v, const struct keel_proxy_config *s)
 {
     const struct keel_obj *o = &s->_o;
-    if (s->selector && s->selector->n_match_labels == 0)
-        keel_vwarn(v, o, "selector", "workload selector specified without labels");
+    keel_vcheck_workload_selector(v, o, "selector", s->selector);
     if (keel_obj_has(o, "concurrency") && s->concurrency < 0)
         keel_verr(v, o, "concurrency", "concurrency must be greater than or equal to 0");
 }

@@ -12,7 +12,10 @@
  * jwksUri). Message texts keep istiod's wording so users can search for them;
  * where the CRD rule and the webhook word the same mistake differently, one
  * diagnostic carries both. AuthorizationPolicy errors carry istiod's
- * "invalid policy <name>.<namespace>:" prefix.
+ * "invalid policy <name>.<namespace>:" prefix. The metadata and
+ * selector/targetRef checks shared with the telemetry kinds are
+ * keel_vcheck_annotations() and keel_vcheck_attachment() (validate_common.h);
+ * jwksUri goes through Go's net/url rules in config/url.h.
  *
  * The decoder has already enforced types, enums, required fields, lengths,
  * patterns and the simple per-field CEL rules, and validation runs even when
@@ -23,6 +26,7 @@
 #include "config/validate.h"
 
 #include "base/str.h"
+#include "config/url.h"
 #include "config/validate_common.h"
 
 #include <ctype.h>
@@ -91,17 +95,7 @@ static bool written_empty_list(const struct keel_obj *o, const char *field)
     return n && n->type == KEEL_NODE_SEQ && n->n == 0;
 }
 
-/* ---- metadata: istio.io/dry-run and internal annotations (validateMetadata) */
-
-/* strconv.ParseBool */
-static bool go_parse_bool(const char *s)
-{
-    static const char *const ok[] = {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-        if (strcmp(s, ok[i]) == 0)
-            return true;
-    return false;
-}
+/* ---- AuthorizationPolicy actions ------------------------------------------ */
 
 enum {
     AP_ALLOW = KEEL_AUTHORIZATION_POLICY_ACTION_ALLOW,
@@ -114,109 +108,6 @@ static const char *ap_action_name(int a)
 {
     static const char *const names[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
     return a >= 0 && a < 4 ? names[a] : "UNKNOWN";
-}
-
-enum { ACTION_NONE = -1 };
-
-/* action: the AuthorizationPolicy action, or ACTION_NONE for other kinds. */
-static void check_annotations(struct keel_vctx *v, int action)
-{
-    if (!v->res)
-        return;
-    const struct keel_object_meta *m = &v->res->meta;
-    const char *ns = res_ns(v), *name = res_name(v);
-    struct keel_path saved = v->path;
-    keel_path_init(&v->path, "metadata");
-    for (size_t i = 0; i < m->n_annotations; i++) {
-        const char *key = m->annotations[i].key, *val = m->annotations[i].value ? m->annotations[i].value : "";
-        if (!key)
-            continue;
-        if (strcmp(key, "istio.io/dry-run") == 0) {
-            if (action == ACTION_NONE)
-                keel_verr_key(v, &m->_o, "annotations", key,
-                              "%s/%s has unsupported annotation istio.io/dry-run, please remove the annotation", ns,
-                              name);
-            else if (action != AP_ALLOW && action != AP_DENY)
-                keel_verr_key(v, &m->_o, "annotations", key,
-                              "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, found action "
-                              "%s in %s/%s",
-                              ap_action_name(action), ns, name);
-            else if (!go_parse_bool(val))
-                keel_verr_key(v, &m->_o, "annotations", key,
-                              "%s/%s has annotation istio.io/dry-run with invalid value (%.100s): strconv.ParseBool: "
-                              "parsing \"%.100s\": invalid syntax",
-                              ns, name, val, val);
-        } else if (strcmp(key, "internal.istio.io/webhook-always-reject") == 0) {
-            keel_verr_key(v, &m->_o, "annotations", key, "\"%s\" annotation found, rejecting", key);
-        } else if (strcmp(key, "internal.istio.io/parents") == 0 ||
-                   strcmp(key, "internal.istio.io/parent-namespace") == 0) {
-            keel_verr_key(v, &m->_o, "annotations", key, "\"%s\" annotation found, this may not be set by users", key);
-        }
-    }
-    v->path = saved;
-}
-
-/* ---- policy attachment: selector, targetRef, targetRefs ----------------- */
-
-/* validateOneOfSelectorType + the CRD rule "only one of targetRefs or selector can be set". */
-static void check_one_selector_type(const struct sctx *c, const struct keel_obj *spec, bool has_selector, bool has_ref,
-                                    bool has_refs)
-{
-    if ((has_selector ? 1 : 0) + (has_ref ? 1 : 0) + (has_refs ? 1 : 0) > 1)
-        serr(c, spec, has_refs ? "targetRefs" : "targetRef",
-             "only one of targetRefs or workloadSelector can be set (CRD rule: only one of targetRefs or selector can "
-             "be set)");
-}
-
-/* validateWorkloadSelector: an empty selector only warns (key/value rules are the decoder's). */
-static void check_workload_selector(struct keel_vctx *v, const struct keel_obj *spec,
-                                    const struct keel_workload_selector *sel)
-{
-    if (sel && sel->n_match_labels == 0)
-        keel_vwarn(v, spec, "selector", "workload selector specified without labels");
-}
-
-static const char *const allowed_target_refs =
-    "[core/v1/Service networking.istio.io/v1/ServiceEntry gateway.networking.k8s.io/v1/Gateway "
-    "gateway.networking.k8s.io/v1/GatewayClass]";
-
-/* validatePolicyTargetReference; reports relative to the current path (the reference itself). */
-static void check_target_ref(const struct sctx *c, const struct keel_policy_target_ref *r)
-{
-    if (empty(r->name))
-        serr(c, &r->_o, "name", "targetRef name must be set");
-    if (!empty(r->namespace))
-        serr(c, &r->_o, "namespace",
-             "targetRef namespace must not be set; cross namespace referencing is not supported");
-    const char *group = r->group ? r->group : "", *kind = r->kind ? r->kind : "";
-    const char *canon = *group ? group : "core";
-    bool ok = (strcmp(kind, "Service") == 0 && strcmp(canon, "core") == 0) ||
-              (strcmp(kind, "ServiceEntry") == 0 && strcmp(canon, "networking.istio.io") == 0) ||
-              ((strcmp(kind, "Gateway") == 0 || strcmp(kind, "GatewayClass") == 0) &&
-               strcmp(canon, "gateway.networking.k8s.io") == 0);
-    if (!ok)
-        serr(c, &r->_o, "kind", "targetRef must be to one of %s but was %.100s/%.100s", allowed_target_refs, group,
-             kind);
-}
-
-static void check_attachment(const struct sctx *c, const struct keel_obj *spec,
-                             const struct keel_workload_selector *sel, const struct keel_policy_target_ref *ref,
-                             const struct keel_policy_target_ref *refs, size_t n_refs)
-{
-    struct keel_vctx *v = c->v;
-    check_one_selector_type(c, spec, sel != NULL || keel_obj_has(spec, "selector"), ref != NULL,
-                            n_refs > 0 || keel_obj_has(spec, "targetRefs"));
-    check_workload_selector(v, spec, sel);
-    if (ref) {
-        size_t mark = keel_vpush(v, "targetRef");
-        check_target_ref(c, ref);
-        keel_vpop(v, mark);
-    }
-    for (size_t i = 0; refs && i < n_refs; i++) {
-        size_t mark = keel_vpush_index(v, "targetRefs", i);
-        check_target_ref(c, &refs[i]);
-        keel_vpop(v, mark);
-    }
 }
 
 /* ---- pkg/config/security helpers ----------------------------------------- */
@@ -656,8 +547,8 @@ void keel_validate_authorization_policy(struct keel_vctx *v, const struct keel_a
     struct sctx c = {.v = v, .prefix = prefix};
     int action = (int)s->action;
 
-    check_annotations(v, action);
-    check_attachment(&c, &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
+    keel_vcheck_annotations(v, ap_action_name(action));
+    keel_vcheck_attachment(v, prefix, &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
 
     if (action == AP_CUSTOM) {
         if (s->n_rules == 0)
@@ -682,252 +573,22 @@ void keel_validate_authorization_policy(struct keel_vctx *v, const struct keel_a
 void keel_validate_peer_authentication(struct keel_vctx *v, const struct keel_peer_authentication *s)
 {
     struct sctx c = {.v = v, .prefix = ""};
-    check_annotations(v, ACTION_NONE);
+    keel_vcheck_annotations(v, NULL);
     bool empty_selector = !s->selector || s->selector->n_match_labels == 0;
     if (empty_selector && keel_obj_has(&s->_o, "portLevelMtls"))
         serr(&c, &s->_o, "portLevelMtls",
              "portLevelMtls requires selector (mesh/namespace peer authentication cannot have port level mTLS)");
-    check_workload_selector(v, &s->_o, s->selector);
+    keel_vcheck_workload_selector(v, &s->_o, "selector", s->selector);
 }
 
 /* ---- RequestAuthentication -------------------------------------------------- */
 
-/*
- * Go's net/url parsing, as far as ParseJwksURI depends on it: url.Parse
- * (fragment split, scheme, authority with userinfo, host and port, escapes).
- * Returns NULL and fills the parts, or an error text in err.
- */
-struct gourl {
-    char scheme[32];
-    const char *host; /* authority host[:port], not NUL-terminated */
-    size_t host_len;
-    bool has_authority;
-};
-
-static bool ishex(char ch)
-{
-    return isxdigit((unsigned char)ch) != 0;
-}
-
-static int unhex(char ch)
-{
-    return isdigit((unsigned char)ch) ? ch - '0' : (tolower((unsigned char)ch) - 'a' + 10);
-}
-
-enum url_mode { URL_PATH, URL_HOST, URL_USERINFO, URL_FRAGMENT };
-
-/* shouldEscape(c, encodeHost): characters Go refuses in a host name. */
-static bool host_char_bad(unsigned char ch)
-{
-    if (isalnum(ch) || ch >= 0x80)
-        return false;
-    return !strchr("!$&'()*+,;=:[]<>\"-_.~", ch);
-}
-
-/* url.unescape: validates %-escapes (and host characters). */
-static const char *url_unescape_check(const char *s, size_t n, enum url_mode mode, char *err, size_t en)
-{
-    for (size_t i = 0; i < n;) {
-        if (s[i] == '%') {
-            if (i + 2 >= n || !ishex(s[i + 1]) || !ishex(s[i + 2])) {
-                size_t l = n - i < 3 ? n - i : 3;
-                snprintf(err, en, "invalid URL escape \"%.*s\"", (int)l, s + i);
-                return err;
-            }
-            if (mode == URL_HOST && unhex(s[i + 1]) < 8 && strncmp(s + i, "%25", 3) != 0) {
-                snprintf(err, en, "invalid URL escape \"%.3s\"", s + i);
-                return err;
-            }
-            i += 3;
-        } else {
-            if (mode == URL_HOST && host_char_bad((unsigned char)s[i])) {
-                snprintf(err, en, "invalid character \"%c\" in host name", s[i]);
-                return err;
-            }
-            i++;
-        }
-    }
-    return NULL;
-}
-
-/* validOptionalPort: "" or ":" followed by digits. */
-static bool valid_optional_port(const char *p, size_t n)
-{
-    if (n == 0)
-        return true;
-    if (p[0] != ':')
-        return false;
-    for (size_t i = 1; i < n; i++)
-        if (!isdigit((unsigned char)p[i]))
-            return false;
-    return true;
-}
-
-static const char *url_parse_host(const char *h, size_t n, char *err, size_t en)
-{
-    const char *colon = NULL;
-    if (n && h[0] == '[') {
-        const char *close = NULL;
-        for (size_t i = 0; i < n; i++)
-            if (h[i] == ']')
-                close = h + i;
-        if (!close) {
-            snprintf(err, en, "missing ']' in host");
-            return err;
-        }
-        size_t rest = n - (size_t)(close + 1 - h);
-        if (!valid_optional_port(close + 1, rest)) {
-            snprintf(err, en, "invalid port \"%.*s\" after host", (int)(rest > 60 ? 60 : rest), close + 1);
-            return err;
-        }
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (h[i] == ':')
-            colon = h + i;
-    if (colon) {
-        size_t pl = n - (size_t)(colon - h);
-        if (!valid_optional_port(colon, pl)) {
-            snprintf(err, en, "invalid port \"%.*s\" after host", (int)(pl > 60 ? 60 : pl), colon);
-            return err;
-        }
-    }
-    return url_unescape_check(h, n, URL_HOST, err, en);
-}
-
-static bool valid_userinfo(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch))
-            continue;
-        if (!strchr("-._:~!$&'()*+,;=%@", ch) || ch == '\0')
-            return false;
-    }
-    return true;
-}
-
-static const char *url_parse_authority(const char *a, size_t n, struct gourl *u, char *err, size_t en)
-{
-    const char *at = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (a[i] == '@')
-            at = a + i;
-    const char *host = at ? at + 1 : a;
-    size_t hl = n - (size_t)(host - a);
-    if (url_parse_host(host, hl, err, en))
-        return err;
-    u->host = host;
-    u->host_len = hl;
-    if (at) {
-        size_t ul = (size_t)(at - a);
-        if (!valid_userinfo(a, ul)) {
-            snprintf(err, en, "net/url: invalid userinfo");
-            return err;
-        }
-        if (url_unescape_check(a, ul, URL_USERINFO, err, en))
-            return err;
-    }
-    return NULL;
-}
-
-/* net/url parse(rawURL, viaRequest) without the fragment. */
-static const char *go_url_parse_nofrag(const char *raw, size_t n, bool via_request, struct gourl *u, char *err,
-                                       size_t en)
-{
-    memset(u, 0, sizeof(*u));
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)raw[i] < 0x20 || raw[i] == 0x7f) {
-            snprintf(err, en, "net/url: invalid control character in URL");
-            return err;
-        }
-    }
-    if (n == 0 && via_request) {
-        snprintf(err, en, "empty url");
-        return err;
-    }
-    if (n == 1 && raw[0] == '*')
-        return NULL;
-    /* getScheme */
-    const char *rest = raw;
-    size_t rl = n;
-    for (size_t i = 0; i < n; i++) {
-        char ch = raw[i];
-        if (isalpha((unsigned char)ch))
-            continue;
-        if (isdigit((unsigned char)ch) || ch == '+' || ch == '-' || ch == '.') {
-            if (i == 0)
-                break;
-            continue;
-        }
-        if (ch == ':') {
-            if (i == 0) {
-                snprintf(err, en, "missing protocol scheme");
-                return err;
-            }
-            size_t sl = i < sizeof(u->scheme) - 1 ? i : sizeof(u->scheme) - 1;
-            for (size_t k = 0; k < sl; k++)
-                u->scheme[k] = (char)tolower((unsigned char)raw[k]);
-            rest = raw + i + 1;
-            rl = n - i - 1;
-        }
-        break;
-    }
-    /* query */
-    const char *q = memchr(rest, '?', rl);
-    if (q)
-        rl = (size_t)(q - rest);
-    if (rl == 0 || rest[0] != '/') {
-        if (u->scheme[0])
-            return NULL; /* opaque: scheme:opaque */
-        if (via_request) {
-            snprintf(err, en, "invalid URI for request");
-            return err;
-        }
-        const char *slash = memchr(rest, '/', rl);
-        size_t seg = slash ? (size_t)(slash - rest) : rl;
-        if (memchr(rest, ':', seg)) {
-            snprintf(err, en, "first path segment in URL cannot contain colon");
-            return err;
-        }
-    }
-    bool triple = rl >= 3 && strncmp(rest, "///", 3) == 0;
-    if ((u->scheme[0] || (!via_request && !triple)) && rl >= 2 && rest[0] == '/' && rest[1] == '/') {
-        const char *a = rest + 2;
-        size_t al = rl - 2;
-        const char *slash = memchr(a, '/', al);
-        size_t alen = slash ? (size_t)(slash - a) : al;
-        u->has_authority = true;
-        if (url_parse_authority(a, alen, u, err, en))
-            return err;
-        rest = a + alen;
-        rl = al - alen;
-    }
-    return url_unescape_check(rest, rl, URL_PATH, err, en);
-}
-
-/* url.Parse: errors are formatted as Go's *url.Error: `parse "<raw>": <err>`. */
-static const char *go_url_parse(const char *raw, struct gourl *u, char *err, size_t en)
-{
-    char inner[120];
-    const char *hash = strchr(raw, '#');
-    size_t n = hash ? (size_t)(hash - raw) : strlen(raw);
-    const char *e = go_url_parse_nofrag(raw, n, false, u, inner, sizeof(inner));
-    if (!e && hash)
-        e = url_unescape_check(hash + 1, strlen(hash + 1), URL_FRAGMENT, inner, sizeof(inner));
-    if (e) {
-        snprintf(err, en, "parse \"%.100s\": %s", raw, inner);
-        return err;
-    }
-    return NULL;
-}
-
 /* security.ParseJwksURI: url.Parse, scheme http or https, numeric port. */
 static void check_jwks_uri(struct keel_vctx *v, const struct keel_obj *o, const char *field, const char *uri)
 {
-    struct gourl u;
+    struct keel_url u;
     char err[KEEL_MSG_MAX];
-    if (go_url_parse(uri, &u, err, sizeof(err))) {
+    if (keel_url_parse(uri, &u, err, sizeof(err))) {
         keel_verr(v, o, field, "%s", err);
         return;
     }
@@ -1123,9 +784,8 @@ static void check_jwt_rule(struct keel_vctx *v, const struct keel_jwt_rule *r)
 
 void keel_validate_request_authentication(struct keel_vctx *v, const struct keel_request_authentication *s)
 {
-    struct sctx c = {.v = v, .prefix = ""};
-    check_annotations(v, ACTION_NONE);
-    check_attachment(&c, &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
+    keel_vcheck_annotations(v, NULL);
+    keel_vcheck_attachment(v, "", &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
     for (size_t i = 0; s->jwt_rules && i < s->n_jwt_rules; i++) {
         size_t mark = keel_vpush_index(v, "jwtRules", i);
         check_jwt_rule(v, &s->jwt_rules[i]);

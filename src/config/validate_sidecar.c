@@ -18,8 +18,6 @@
 
 #include "base/str.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,26 +137,6 @@ static bool split_host_port(const char *s, char *host, size_t hn, const char **p
     return true;
 }
 
-/* strconv.Atoi: optional sign, decimal digits, no overflow. */
-static bool atoi_strict(const char *s, long long *out)
-{
-    const char *p = s;
-    if (*p == '+' || *p == '-')
-        p++;
-    if (!*p)
-        return false;
-    for (const char *q = p; *q; q++)
-        if (!isdigit((unsigned char)*q))
-            return false;
-    errno = 0;
-    char *end;
-    long long val = strtoll(s, &end, 10);
-    if (errno || *end)
-        return false;
-    *out = val;
-    return true;
-}
-
 static void check_default_endpoint(struct keel_vctx *v, const struct keel_sidecar_ingress *in)
 {
     const struct keel_obj *o = &in->_o;
@@ -178,7 +156,7 @@ static void check_default_endpoint(struct keel_vctx *v, const struct keel_sideca
                   "sidecar: defaultEndpoint must be of form 127.0.0.1:<port>,0.0.0.0:<port>,[::1]:port,[::]:port,"
                   "unix://filepath or unset");
     long long num;
-    if (!atoi_strict(port, &num))
+    if (keel_go_atoi(port, &num) != 0)
         keel_verr(v, o, "defaultEndpoint", "sidecar: defaultEndpoint port (%s) is not a number", port);
     else
         check_port_number(v, o, "defaultEndpoint", num);

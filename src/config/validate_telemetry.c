@@ -9,19 +9,22 @@
  * exclusivity, tagOverrides value versus operation, the Wasm URL scheme rule,
  * env valueFrom, wasm xor lua). istiod's wording is kept; where the CRD and
  * the webhook phrase one mistake differently a single diagnostic carries
- * both texts.
+ * both texts. The metadata and selector/targetRef checks are shared with the
+ * security kinds: keel_vcheck_annotations() and keel_vcheck_attachment()
+ * (validate_common.h).
  *
- * Two small parsers live here because istiod calls library code for them: a
+ * A small parser lives here because istiod calls library code for it: a
  * syntax-only parser for CEL access-log filters (cel-go's Parse: grammar,
  * literals, reserved words and the has()/comprehension macro argument
- * rules), bounded in depth so hostile input cannot exhaust the stack, and
- * Go's net/url parsing rules as strictParseURL and the Kubernetes isURL()
- * CEL function apply them to Wasm module URLs. Both work on the stack and
- * keep no state. Pointers from the decoder may be NULL whenever decoding
- * reported a problem, so everything is checked before use.
+ * rules), bounded in depth so hostile input cannot exhaust the stack; it
+ * works on the stack and keeps no state. Wasm module URLs go through Go's
+ * net/url rules (config/url.h) the way strictParseURL and the Kubernetes
+ * isURL() CEL function apply them. Pointers from the decoder may be NULL
+ * whenever decoding reported a problem, so everything is checked before use.
  */
 #include "config/validate.h"
 
+#include "config/url.h"
 #include "config/validate_common.h"
 
 #include <ctype.h>
@@ -29,96 +32,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MSG_MAX 512
-
 static bool empty(const char *s)
 {
     return !s || !*s;
-}
-
-static const char *res_name(const struct keel_vctx *v)
-{
-    return v->res && v->res->meta.name ? v->res->meta.name : "";
-}
-
-static const char *res_ns(const struct keel_vctx *v)
-{
-    const char *ns = v->res ? keel_vns(v) : NULL;
-    return ns ? ns : "";
-}
-
-/* ---- metadata (validateMetadata: istio.io/dry-run and internal annotations) */
-
-static void check_annotations(struct keel_vctx *v)
-{
-    if (!v->res)
-        return;
-    const struct keel_object_meta *m = &v->res->meta;
-    struct keel_path saved = v->path;
-    keel_path_init(&v->path, "metadata");
-    for (size_t i = 0; i < m->n_annotations; i++) {
-        const char *key = m->annotations[i].key;
-        if (!key)
-            continue;
-        if (strcmp(key, "istio.io/dry-run") == 0)
-            keel_verr_key(v, &m->_o, "annotations", key,
-                          "%s/%s has unsupported annotation istio.io/dry-run, please remove the annotation", res_ns(v),
-                          res_name(v));
-        else if (strcmp(key, "internal.istio.io/webhook-always-reject") == 0)
-            keel_verr_key(v, &m->_o, "annotations", key, "\"%s\" annotation found, rejecting", key);
-        else if (strcmp(key, "internal.istio.io/parents") == 0 ||
-                 strcmp(key, "internal.istio.io/parent-namespace") == 0)
-            keel_verr_key(v, &m->_o, "annotations", key, "\"%s\" annotation found, this may not be set by users", key);
-    }
-    v->path = saved;
-}
-
-/* ---- policy attachment: selector, targetRef, targetRefs ------------------ */
-
-static void check_target_ref(struct keel_vctx *v, const struct keel_policy_target_ref *r)
-{
-    if (empty(r->name))
-        keel_verr(v, &r->_o, "name", "targetRef name must be set");
-    if (!empty(r->namespace))
-        keel_verr(v, &r->_o, "namespace",
-                  "targetRef namespace must not be set; cross namespace referencing is not supported");
-    const char *group = r->group ? r->group : "", *kind = r->kind ? r->kind : "";
-    const char *canon = *group ? group : "core";
-    bool ok = (strcmp(kind, "Service") == 0 && strcmp(canon, "core") == 0) ||
-              (strcmp(kind, "ServiceEntry") == 0 && strcmp(canon, "networking.istio.io") == 0) ||
-              ((strcmp(kind, "Gateway") == 0 || strcmp(kind, "GatewayClass") == 0) &&
-               strcmp(canon, "gateway.networking.k8s.io") == 0);
-    if (!ok)
-        keel_verr(v, &r->_o, "kind",
-                  "targetRef must be to one of [core/v1/Service networking.istio.io/v1/ServiceEntry "
-                  "gateway.networking.k8s.io/v1/Gateway gateway.networking.k8s.io/v1/GatewayClass] but was "
-                  "%.100s/%.100s",
-                  group, kind);
-}
-
-/* validateOneOfSelectorType, validateWorkloadSelector, validatePolicyTargetReference(s). */
-static void check_attachment(struct keel_vctx *v, const struct keel_obj *spec, const struct keel_workload_selector *sel,
-                             const struct keel_policy_target_ref *ref, const struct keel_policy_target_ref *refs,
-                             size_t n_refs)
-{
-    bool has_sel = sel || keel_obj_has(spec, "selector");
-    bool has_refs = n_refs > 0 || keel_obj_has(spec, "targetRefs");
-    if ((has_sel ? 1 : 0) + (ref ? 1 : 0) + (has_refs ? 1 : 0) > 1)
-        keel_verr(v, spec, has_refs ? "targetRefs" : "targetRef",
-                  "only one of targetRefs or workloadSelector can be set (CRD rule: only one of targetRefs or selector "
-                  "can be set)");
-    if (sel && sel->n_match_labels == 0)
-        keel_vwarn(v, spec, "selector", "workload selector specified without labels");
-    if (ref) {
-        size_t mark = keel_vpush(v, "targetRef");
-        check_target_ref(v, ref);
-        keel_vpop(v, mark);
-    }
-    for (size_t i = 0; refs && i < n_refs; i++) {
-        size_t mark = keel_vpush_index(v, "targetRefs", i);
-        check_target_ref(v, &refs[i]);
-        keel_vpop(v, mark);
-    }
 }
 
 /* ---- CEL syntax (cel-go parser.Parse) -------------------------------------- */
@@ -751,220 +667,14 @@ static void check_access_logging(struct keel_vctx *v, const struct keel_telemetr
 
 void keel_validate_telemetry(struct keel_vctx *v, const struct keel_telemetry *s)
 {
-    check_annotations(v);
-    check_attachment(v, &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
+    keel_vcheck_annotations(v, NULL);
+    keel_vcheck_attachment(v, "", &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
     check_metrics(v, s);
     check_tracing(v, s);
     check_access_logging(v, s);
 }
 
-/* ---- Go net/url, for Wasm module URLs ---------------------------------------- */
-
-struct gourl {
-    char scheme[32];
-};
-
-static bool ishex(char ch)
-{
-    return isxdigit((unsigned char)ch) != 0;
-}
-
-static int unhex(char ch)
-{
-    return isdigit((unsigned char)ch) ? ch - '0' : (tolower((unsigned char)ch) - 'a' + 10);
-}
-
-enum url_mode { URL_PATH, URL_HOST, URL_USERINFO, URL_FRAGMENT };
-
-/* url.unescape: %-escapes must be well formed; hosts refuse shouldEscape characters. */
-static const char *url_unescape_check(const char *s, size_t n, enum url_mode mode, char *err, size_t en)
-{
-    for (size_t i = 0; i < n;) {
-        if (s[i] == '%') {
-            if (i + 2 >= n || !ishex(s[i + 1]) || !ishex(s[i + 2])) {
-                size_t l = n - i < 3 ? n - i : 3;
-                snprintf(err, en, "invalid URL escape \"%.*s\"", (int)l, s + i);
-                return err;
-            }
-            if (mode == URL_HOST && unhex(s[i + 1]) < 8 && strncmp(s + i, "%25", 3) != 0) {
-                snprintf(err, en, "invalid URL escape \"%.3s\"", s + i);
-                return err;
-            }
-            i += 3;
-            continue;
-        }
-        unsigned char ch = (unsigned char)s[i];
-        if (mode == URL_HOST && !isalnum(ch) && ch < 0x80 && !strchr("!$&'()*+,;=:[]<>\"-_.~", ch)) {
-            snprintf(err, en, "invalid character \"%c\" in host name", ch);
-            return err;
-        }
-        i++;
-    }
-    return NULL;
-}
-
-static bool valid_optional_port(const char *p, size_t n)
-{
-    if (n == 0)
-        return true;
-    if (p[0] != ':')
-        return false;
-    for (size_t i = 1; i < n; i++)
-        if (!isdigit((unsigned char)p[i]))
-            return false;
-    return true;
-}
-
-static const char *url_parse_host(const char *h, size_t n, char *err, size_t en)
-{
-    if (n && h[0] == '[') {
-        const char *close = NULL;
-        for (size_t i = 0; i < n; i++)
-            if (h[i] == ']')
-                close = h + i;
-        if (!close) {
-            snprintf(err, en, "missing ']' in host");
-            return err;
-        }
-        size_t rest = n - (size_t)(close + 1 - h);
-        if (!valid_optional_port(close + 1, rest)) {
-            snprintf(err, en, "invalid port \"%.*s\" after host", (int)(rest > 60 ? 60 : rest), close + 1);
-            return err;
-        }
-        return NULL;
-    }
-    const char *colon = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (h[i] == ':')
-            colon = h + i;
-    if (colon) {
-        size_t pl = n - (size_t)(colon - h);
-        if (!valid_optional_port(colon, pl)) {
-            snprintf(err, en, "invalid port \"%.*s\" after host", (int)(pl > 60 ? 60 : pl), colon);
-            return err;
-        }
-    }
-    return url_unescape_check(h, n, URL_HOST, err, en);
-}
-
-static const char *url_parse_authority(const char *a, size_t n, char *err, size_t en)
-{
-    const char *at = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (a[i] == '@')
-            at = a + i;
-    const char *host = at ? at + 1 : a;
-    if (url_parse_host(host, n - (size_t)(host - a), err, en))
-        return err;
-    if (at) {
-        for (const char *p = a; p < at; p++) {
-            unsigned char ch = (unsigned char)*p;
-            if (!isalnum(ch) && !strchr("-._:~!$&'()*+,;=%@", ch)) {
-                snprintf(err, en, "net/url: invalid userinfo");
-                return err;
-            }
-        }
-        return url_unescape_check(a, (size_t)(at - a), URL_USERINFO, err, en);
-    }
-    return NULL;
-}
-
-/* net/url parse(raw, viaRequest) (no fragment handling). */
-static const char *go_url_parse_raw(const char *raw, size_t n, bool via_request, struct gourl *u, char *err, size_t en)
-{
-    memset(u, 0, sizeof(*u));
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)raw[i] < 0x20 || raw[i] == 0x7f) {
-            snprintf(err, en, "net/url: invalid control character in URL");
-            return err;
-        }
-    }
-    if (n == 0 && via_request) {
-        snprintf(err, en, "empty url");
-        return err;
-    }
-    if (n == 1 && raw[0] == '*')
-        return NULL;
-    const char *rest = raw;
-    size_t rl = n;
-    for (size_t i = 0; i < n; i++) {
-        char ch = raw[i];
-        if (isalpha((unsigned char)ch))
-            continue;
-        if (isdigit((unsigned char)ch) || ch == '+' || ch == '-' || ch == '.') {
-            if (i == 0)
-                break;
-            continue;
-        }
-        if (ch == ':') {
-            if (i == 0) {
-                snprintf(err, en, "missing protocol scheme");
-                return err;
-            }
-            size_t sl = i < sizeof(u->scheme) - 1 ? i : sizeof(u->scheme) - 1;
-            for (size_t k = 0; k < sl; k++)
-                u->scheme[k] = (char)tolower((unsigned char)raw[k]);
-            rest = raw + i + 1;
-            rl = n - i - 1;
-        }
-        break;
-    }
-    const char *q = memchr(rest, '?', rl);
-    if (q)
-        rl = (size_t)(q - rest);
-    if (rl == 0 || rest[0] != '/') {
-        if (u->scheme[0])
-            return NULL;
-        if (via_request) {
-            snprintf(err, en, "invalid URI for request");
-            return err;
-        }
-        const char *slash = memchr(rest, '/', rl);
-        if (memchr(rest, ':', slash ? (size_t)(slash - rest) : rl)) {
-            snprintf(err, en, "first path segment in URL cannot contain colon");
-            return err;
-        }
-    }
-    bool triple = rl >= 3 && strncmp(rest, "///", 3) == 0;
-    if ((u->scheme[0] || (!via_request && !triple)) && rl >= 2 && rest[0] == '/' && rest[1] == '/') {
-        const char *a = rest + 2;
-        size_t al = rl - 2;
-        const char *slash = memchr(a, '/', al);
-        size_t alen = slash ? (size_t)(slash - a) : al;
-        if (url_parse_authority(a, alen, err, en))
-            return err;
-        rest = a + alen;
-        rl = al - alen;
-    }
-    return url_unescape_check(rest, rl, URL_PATH, err, en);
-}
-
-/* url.ParseRequestURI; errors formatted like Go's *url.Error. */
-static const char *go_parse_request_uri(const char *raw, struct gourl *u, char *err, size_t en)
-{
-    char inner[120];
-    if (go_url_parse_raw(raw, strlen(raw), true, u, inner, sizeof(inner))) {
-        snprintf(err, en, "parse \"%.100s\": %s", raw, inner);
-        return err;
-    }
-    return NULL;
-}
-
-/* url.Parse (fragment allowed). */
-static const char *go_url_parse(const char *raw, struct gourl *u, char *err, size_t en)
-{
-    char inner[120];
-    const char *hash = strchr(raw, '#');
-    size_t n = hash ? (size_t)(hash - raw) : strlen(raw);
-    const char *e = go_url_parse_raw(raw, n, false, u, inner, sizeof(inner));
-    if (!e && hash)
-        e = url_unescape_check(hash + 1, strlen(hash + 1), URL_FRAGMENT, inner, sizeof(inner));
-    if (e) {
-        snprintf(err, en, "parse \"%.100s\": %s", raw, inner);
-        return err;
-    }
-    return NULL;
-}
+/* ---- Wasm module URLs (Go net/url rules: config/url.h) ------------------------- */
 
 static bool wasm_scheme_ok(const char *scheme)
 {
@@ -983,15 +693,15 @@ static void check_wasm_url(struct keel_vctx *v, const struct keel_obj *o, const 
         return;
     }
     char perr[KEEL_MSG_MAX], err2[KEEL_MSG_MAX], with_http[2100], msg[KEEL_MSG_MAX];
-    struct gourl u, tmp;
+    struct keel_url u = {0}, tmp;
     snprintf(with_http, sizeof(with_http), "http://%.2080s", url);
     const char *e = NULL;
-    bool direct = go_parse_request_uri(url, &u, perr, sizeof(perr)) == NULL;
-    bool prefixed = !direct && go_parse_request_uri(with_http, &u, err2, sizeof(err2)) == NULL;
+    bool direct = keel_url_parse_request_uri(url, &u, perr, sizeof(perr)) == NULL;
+    bool prefixed = !direct && keel_url_parse_request_uri(with_http, &u, err2, sizeof(err2)) == NULL;
     if (!direct && !prefixed) {
         snprintf(msg, sizeof(msg), "failed to parse url: %.200s", perr);
         e = msg;
-    } else if (go_url_parse(direct ? url : with_http, &tmp, err2, sizeof(err2))) {
+    } else if (keel_url_parse(direct ? url : with_http, &tmp, err2, sizeof(err2))) {
         snprintf(msg, sizeof(msg), "failed to strict parse url: %.200s", err2);
         e = msg;
     } else if (!wasm_scheme_ok(u.scheme)) {
@@ -1055,8 +765,8 @@ static void check_vm_config(struct keel_vctx *v, const struct keel_wasm_vm_confi
 
 void keel_validate_wasm_plugin(struct keel_vctx *v, const struct keel_wasm_plugin *s)
 {
-    check_annotations(v);
-    check_attachment(v, &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
+    keel_vcheck_annotations(v, NULL);
+    keel_vcheck_attachment(v, "", &s->_o, s->selector, s->target_ref, s->target_refs, s->n_target_refs);
     check_wasm_url(v, &s->_o, s->url);
     check_sha256(v, &s->_o, s->sha256);
     check_vm_config(v, s->vm_config);
@@ -1066,8 +776,8 @@ void keel_validate_wasm_plugin(struct keel_vctx *v, const struct keel_wasm_plugi
 
 void keel_validate_traffic_extension(struct keel_vctx *v, const struct keel_traffic_extension *s)
 {
-    check_annotations(v);
-    check_attachment(v, &s->_o, s->selector, NULL, s->target_refs, s->n_target_refs);
+    keel_vcheck_annotations(v, NULL);
+    keel_vcheck_attachment(v, "", &s->_o, s->selector, NULL, s->target_refs, s->n_target_refs);
     bool has_wasm = keel_obj_has(&s->_o, "wasm"), has_lua = keel_obj_has(&s->_o, "lua");
     if (has_wasm == has_lua)
         keel_verr(v, &s->_o, has_wasm ? "lua" : NULL, "exactly one of wasm or lua must be set");

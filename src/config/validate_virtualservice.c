@@ -686,24 +686,6 @@ static long long go_atoi(const char *s, size_t n)
 /* validateHTTPRetry */
 static void check_retries(struct keel_vctx *v, const struct keel_http_retry *r)
 {
-    static const char *const policies[] = {
-        "5xx",
-        "gateway-error",
-        "reset",
-        "reset-before-request",
-        "connect-failure",
-        "retriable-4xx",
-        "refused-stream",
-        "retriable-status-codes",
-        "retriable-headers",
-        "envoy-ratelimited",
-        "http3-post-connect-failure",
-        "cancelled",
-        "deadline-exceeded",
-        "internal",
-        "resource-exhausted",
-        "unavailable",
-    };
     if (!r)
         return;
     size_t mark = keel_vpush(v, "retries");
@@ -719,9 +701,7 @@ static void check_retries(struct keel_vctx *v, const struct keel_http_retry *r)
         for (;;) {
             const char *comma = strchr(p, ',');
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
-            bool ok = known_http_status(go_atoi(p, len));
-            for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]) && !ok; i++)
-                ok = strlen(policies[i]) == len && strncmp(p, policies[i], len) == 0;
+            bool ok = known_http_status(go_atoi(p, len)) || keel_valid_retry_on_policy(p, len);
             if (!ok) {
                 char tok[KEEL_MSG_MAX], q[KEEL_MSG_MAX];
                 msgf(tok, sizeof(tok), "%.*s", (int)(len < 200 ? len : 200), p);

@@ -12,10 +12,12 @@
 # the checked-in corpus. With --merge they are merged into the corpus
 # afterwards (`-merge=1`: only inputs that add coverage are kept).
 #
-# Crashes, leaks and timeouts are written to build/fuzz/artifacts/<name>/;
-# the script exits 1 when any target failed. Environment: FUZZ_JOBS (default
-# 1 - one heavy process at a time), FUZZ_BUILD (default build/fuzz),
-# FUZZ_ARGS (extra libFuzzer flags).
+# Targets run in libFuzzer's fork mode, so a crash, leak or timeout does not
+# end the run: each is written to build/fuzz/artifacts/<name>/ and fuzzing
+# goes on for the full time. The script exits 1 when any target wrote a new
+# reproducer. Environment: FUZZ_JOBS (default 1 - one heavy process at a
+# time; 2 uses both cores), FUZZ_BUILD (default build/fuzz), FUZZ_ARGS
+# (extra libFuzzer flags).
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -54,20 +56,25 @@ for bin in "${targets[@]}"; do
     scratch="$build/new-corpus/$name"
     mkdir -p "$corpus" "$artifacts" "$scratch"
 
+    # Fork mode keeps fuzzing after a crash, leak or timeout (each one is
+    # saved under $artifacts), so one known bug cannot end the whole run;
+    # the run still fails below when any new reproducer was written.
+    jobs="${FUZZ_JOBS:-1}"
     args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-        -artifact_prefix="$artifacts/")
+        -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -artifact_prefix="$artifacts/")
     dictarg=()
     [ -f "$dict" ] && dictarg=(-dict="$dict")
-    jobs="${FUZZ_JOBS:-1}"
-    [ "$jobs" -gt 1 ] && args+=(-jobs="$jobs" -workers="$jobs")
     # shellcheck disable=SC2206
     args+=("${dictarg[@]}" ${FUZZ_ARGS:-})
 
+    before="$(ls "$artifacts" | sort)"
     echo "== $name: ${seconds}s (corpus $corpus, new inputs in $scratch)"
     (cd "$build" && "$bin" "${args[@]}" "$scratch" "$corpus")
     rc=$?
-    if [ $rc -ne 0 ]; then
-        echo "== $name: FAILED (exit $rc); reproducers in $artifacts/" >&2
+    new="$(comm -13 <(echo "$before") <(ls "$artifacts" | sort))"
+    if [ $rc -ne 0 ] || [ -n "$new" ]; then
+        echo "== $name: FAILED (exit $rc); new reproducers:" >&2
+        for f in $new; do echo "   $artifacts/$f" >&2; done
         status=1
     fi
 
