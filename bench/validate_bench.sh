@@ -19,7 +19,8 @@ count="${1:-10000}"
 runs="${2:-5}"
 
 if [ -z "${KEEL:-}" ]; then
-    (cd "$root" && cmake --preset release >/dev/null && flock /tmp/keel-build.lock cmake --build --preset release -j2 >/dev/null)
+    (cd "$root" && cmake --preset release >/dev/null &&
+        flock /tmp/keel-build.lock cmake --build --preset release -j2 >/dev/null)
     KEEL="$root/build/release/keel"
 fi
 [ -x "$KEEL" ] || { echo "validate_bench: no keel binary at $KEEL" >&2; exit 2; }
@@ -62,7 +63,8 @@ done
 
 sorted="$(printf '%s\n' "${walls[@]}" | sort -g)"
 min="$(echo "$sorted" | head -1)"
-median="$(echo "$sorted" | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}')"
+median="$(echo "$sorted" |
+    awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}')"
 rate="$(awk -v n="$count" -v t="$median" 'BEGIN { if (t > 0) printf "%.0f", n / t; else print "inf" }')"
 rss_mib="$(awk -v k="$rss_max" 'BEGIN { printf "%.1f", k / 1024 }')"
 
@@ -72,4 +74,5 @@ echo "wall time: min ${min}s, median ${median}s"
 echo "throughput: $rate resources/s (median)"
 echo "peak RSS: $rss_mib MiB"
 echo
-echo "| $(date -u +%Y-%m-%d) | $(nproc) cores, $(uname -m) | $count | $size_kb KiB | ${min}s | ${median}s | $rate | $rss_mib MiB |"
+machine="$(nproc) cores, $(uname -m)"
+echo "| $(date -u +%Y-%m-%d) | $machine | $count | $size_kb KiB | ${min}s | ${median}s | $rate | $rss_mib MiB |"

@@ -13,7 +13,7 @@ PKGS=(
   libfyaml-dev libjansson-dev libssl-dev libnghttp2-dev libpcre2-dev
   libc-ares-dev libcurl4-openssl-dev
   # tests
-  libcmocka-dev python3 python3-yaml curl
+  libcmocka-dev python3 python3-yaml curl time
 )
 
 missing=()

@@ -23,7 +23,10 @@
     XX(AGAIN, "try again")                                                   \
     XX(TIMEDOUT, "timed out")                                                \
     XX(CLOSED, "connection closed")                                          \
-    XX(PROTO, "protocol error")
+    XX(PROTO, "protocol error")                                              \
+    XX(ADDRINUSE, "address already in use")                                  \
+    XX(CONNREFUSED, "connection refused")                                    \
+    XX(MFILE, "too many open files")
 
 enum keel_err {
     KEEL_OK = 0,

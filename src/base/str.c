@@ -123,8 +123,10 @@ const char *keel_str_clip(const char *s, size_t max, char *buf, size_t n)
     size_t len = strlen(s);
     if (len <= max)
         return s;
+    if (n < 4) /* no room for "..." */
+        return n ? (buf[0] = '\0', buf) : "";
     if (max + 4 > n)
-        max = n > 4 ? n - 4 : 0;
+        max = n - 4;
     size_t cut = max;
     while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
         cut--; /* do not split a multi-byte character */

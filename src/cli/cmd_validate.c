@@ -15,6 +15,7 @@
 #include "config/load.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -129,8 +130,12 @@ int keel_cmd_validate(int argc, char **argv)
     const char *format = "text";
     const char *ns = "default";
     bool quiet = false;
-    const char *paths[256];
+    const char **paths = calloc((size_t)argc + 1, sizeof(*paths)); /* never more paths than arguments */
     size_t npaths = 0;
+    if (!paths) {
+        fprintf(stderr, "keel validate: out of memory\n");
+        return KEEL_EXIT_FAIL;
+    }
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:n:qf:h", opts, NULL)) != -1) {
@@ -145,26 +150,29 @@ int keel_cmd_validate(int argc, char **argv)
             quiet = true;
             break;
         case 'f':
-            if (npaths < 256)
-                paths[npaths++] = optarg;
+            paths[npaths++] = optarg;
             break;
         case 'h':
             print_usage(stdout);
+            free(paths);
             return KEEL_EXIT_OK;
         default:
             print_usage(stderr);
+            free(paths);
             return KEEL_EXIT_USAGE;
         }
     }
-    for (int i = optind; i < argc && npaths < 256; i++)
+    for (int i = optind; i < argc; i++)
         paths[npaths++] = argv[i];
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
         fprintf(stderr, "keel validate: unknown output format \"%s\" (use text or json)\n", format);
+        free(paths);
         return KEEL_EXIT_USAGE;
     }
     if (npaths == 0) {
         fprintf(stderr, "keel validate: no input given\n\n");
         print_usage(stderr);
+        free(paths);
         return KEEL_EXIT_USAGE;
     }
     struct keel_loadset ls;
@@ -185,5 +193,6 @@ int keel_cmd_validate(int argc, char **argv)
     }
     int rc = (ls.invalid || unreadable || ls.diags.errors) ? KEEL_EXIT_FAIL : KEEL_EXIT_OK;
     keel_loadset_free(&ls);
+    free(paths);
     return rc;
 }

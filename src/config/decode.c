@@ -252,13 +252,25 @@ static bool is_scalar(const struct keel_node *n)
     return n->type != KEEL_NODE_SEQ && n->type != KEEL_NODE_MAP;
 }
 
+static bool looks_like_int(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
 static void type_error(struct keel_decode *dc, const struct keel_node *n, const char *want)
 {
     char cb[96]; /* clipped copies of user strings for messages */
     if (n->type == KEEL_NODE_STRING)
         keel_decode_error(dc, n, "expected %s, got string \"%s\"%s", want, keel_str_clip(n->str, 60, cb, sizeof(cb)),
                           (strcmp(want, "boolean") == 0 && (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0)) ||
-                                  (strcmp(want, "integer") == 0 && n->quoted)
+                                  (strcmp(want, "integer") == 0 && n->quoted && looks_like_int(n->str))
                               ? " (remove the quotes)"
                               : "");
     else if (is_scalar(n))

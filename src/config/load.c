@@ -241,23 +241,6 @@ static void *body_field(const struct keel_kind_desc *k, void *body, const char *
     return NULL;
 }
 
-/* shifts locations of a tree parsed from a string value back onto the file */
-static void relocate(struct keel_node *n, const char *file, uint32_t doc, uint32_t dline, uint32_t dcol)
-{
-    n->loc.file = file;
-    n->loc.doc = doc;
-    n->loc.line += dline;
-    n->loc.col += dcol;
-    if (n->type == KEEL_NODE_SEQ)
-        for (size_t i = 0; i < n->n; i++)
-            relocate(n->c.items[i], file, doc, dline, dcol);
-    else if (n->type == KEEL_NODE_MAP)
-        for (size_t i = 0; i < n->n; i++) {
-            relocate(n->c.pairs[i].key, file, doc, dline, dcol);
-            relocate(n->c.pairs[i].value, file, doc, dline, dcol);
-        }
-}
-
 struct mesh_doc {
     struct keel_node *root;
     int count;
@@ -281,24 +264,19 @@ static void decode_mesh(struct keel_loadset *ls, struct keel_resource *r)
     const struct keel_node *v = p->value;
     struct mesh_doc md = {0};
     size_t before = keel_diags_count(&ls->diags);
-    keel_yaml_load_buf(ls->arena, v->loc.file, v->str, v->len, &ls->diags, take_mesh_doc, &md);
-    /* map positions inside the text back onto the file: a block scalar's
+    /* positions inside the text map back onto the file: a block scalar's
      * location is its first content line, indented (by convention) two
      * columns past its key; a flow scalar starts at its own column */
     uint32_t dline = v->loc.line ? v->loc.line - 1 : 0;
     uint32_t dcol = v->block ? p->key->loc.col + 1 : v->loc.col - (v->quoted ? 0 : 1);
+    keel_yaml_load_buf_at(ls->arena, v->loc.file, v->str, v->len, dline, dcol, &ls->diags, take_mesh_doc, &md);
     for (size_t i = before; i < keel_diags_count(&ls->diags); i++) {
         struct keel_diag *g = keel_diags_at(&ls->diags, i);
-        g->loc.line += dline;
-        g->loc.col += dcol;
         g->loc.doc = r->loc.doc;
         if (!g->path)
             g->path = "data.mesh";
     }
-    if (!md.root)
-        return;
-    relocate(md.root, v->loc.file, r->loc.doc, dline, dcol);
-    if (md.root->type == KEEL_NODE_NULL)
+    if (!md.root || md.root->type == KEEL_NODE_NULL)
         return;
     struct keel_decode dc;
     keel_decode_init(&dc, ls->arena, &ls->diags, "data");

@@ -11,6 +11,7 @@
 #include "base/buf.h"
 #include "base/diag.h"
 #include "base/err.h"
+#include "base/map.h"
 #include "base/str.h"
 
 #include <errno.h>
@@ -29,6 +30,7 @@ struct frame {
     struct keel_node *pending_key; /* MAP: key waiting for its value */
     bool merge_key;                /* MAP: pending key is a plain `<<` */
     size_t cap;
+    struct keel_map *keys;         /* MAP with many keys: key text -> pair index + 1 (duplicate checks in O(1)) */
 };
 
 struct anchor {
@@ -40,6 +42,9 @@ struct conv {
     struct keel_arena *a;
     struct keel_diags *d;
     const char *file;
+    const char *src; /* the whole input, for single-quoted scalars (see make_scalar) */
+    size_t srclen;
+    uint32_t base_line, base_col; /* added to every position (text parsed out of another file) */
     uint32_t doc;
     bool failed;
     struct frame stack[KEEL_YAML_MAX_DEPTH + 1];
@@ -54,8 +59,8 @@ static struct keel_loc event_loc(const struct conv *cv, struct fy_event *fye)
     struct keel_loc loc = {cv->file, 0, 0, cv->doc};
     const struct fy_mark *m = fye ? fy_event_start_mark(fye) : NULL;
     if (m) {
-        loc.line = (uint32_t)m->line + 1;
-        loc.col = (uint32_t)m->column + 1;
+        loc.line = (uint32_t)m->line + 1 + cv->base_line;
+        loc.col = (uint32_t)m->column + 1 + cv->base_col;
     }
     return loc;
 }
@@ -183,20 +188,72 @@ static const char *token_text(struct conv *cv, struct fy_token *t)
 }
 
 /* Builds a scalar node from a SCALAR event; NULL after reporting. */
+/* Decodes a single-quoted scalar from its source text (quotes included):
+ * '' is a quote, and line breaks fold as YAML 1.2 says (one break becomes a
+ * space, n > 1 breaks become n - 1 newlines, white space around breaks is
+ * dropped). libfyaml 0.7.12 both mis-decodes runs of '' and leaks memory on
+ * them, so we never ask it for the text of these scalars. */
+static bool decode_single_quoted(struct conv *cv, struct fy_token *t, struct keel_node *nd)
+{
+    const struct fy_mark *sm = fy_token_start_mark(t);
+    const struct fy_mark *em = fy_token_end_mark(t);
+    if (!sm || !em || em->input_pos > cv->srclen || sm->input_pos + 2 > em->input_pos)
+        return false;
+    const char *raw = cv->src + sm->input_pos;
+    size_t n = em->input_pos - sm->input_pos;
+    if (raw[0] != '\'' || raw[n - 1] != '\'')
+        return false;
+    raw++;
+    n -= 2;
+    char *out = keel_arena_xalloc(cv->a, n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        char c = raw[i];
+        if (c == '\'' && i + 1 < n && raw[i + 1] == '\'') {
+            out[o++] = '\'';
+            i += 2;
+        } else if (c == '\n' || c == '\r') {
+            while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+                o--;
+            unsigned breaks = 0;
+            while (i < n && (raw[i] == '\n' || raw[i] == '\r')) {
+                i += (raw[i] == '\r' && i + 1 < n && raw[i + 1] == '\n') ? 2 : 1;
+                breaks++;
+                while (i < n && (raw[i] == ' ' || raw[i] == '\t'))
+                    i++;
+            }
+            if (breaks == 1)
+                out[o++] = ' ';
+            else
+                for (unsigned k = 1; k < breaks; k++)
+                    out[o++] = '\n';
+        } else {
+            out[o++] = c;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    nd->str = out;
+    nd->len = o;
+    return true;
+}
+
 static struct keel_node *make_scalar(struct conv *cv, struct fy_event *fye)
 {
     struct keel_node *nd = keel_arena_xalloc(cv->a, sizeof(*nd));
     nd->loc = event_loc(cv, fye);
     nd->weight = 1;
-    size_t len = 0;
-    const char *text = fye->scalar.value ? fy_token_get_text(fye->scalar.value, &len) : "";
-    if (!text) {
-        text = "";
-        len = 0;
-    }
-    nd->str = keel_arena_strndup(cv->a, text, len);
-    nd->len = len;
     enum fy_scalar_style style = fye->scalar.value ? fy_token_scalar_style(fye->scalar.value) : FYSS_PLAIN;
+    if (!(style == FYSS_SINGLE_QUOTED && decode_single_quoted(cv, fye->scalar.value, nd))) {
+        size_t len = 0;
+        const char *text = fye->scalar.value ? fy_token_get_text(fye->scalar.value, &len) : "";
+        if (!text) {
+            text = "";
+            len = 0;
+        }
+        nd->str = keel_arena_strndup(cv->a, text, len);
+        nd->len = len;
+    }
     /* tag_implicit is not read: libfyaml 0.7 leaves it uninitialised for some scalars */
     if (fye->scalar.tag) {
         const char *handle = fy_tag_token_handle0(fye->scalar.tag);
@@ -276,12 +333,50 @@ static void grow_children(struct conv *cv, struct frame *f, size_t elem)
     f->cap = cap;
 }
 
-static const struct keel_pair *map_find(const struct keel_node *map, const char *key)
+/* Mappings with more keys than this get a hash index for duplicate checks. */
+#define KEY_INDEX_FROM 16
+
+static const struct keel_pair *map_find(const struct frame *f, const char *key)
 {
+    const struct keel_node *map = f->node;
+    if (f->keys) {
+        uintptr_t i = (uintptr_t)keel_map_get(f->keys, key, strlen(key));
+        return i ? &map->c.pairs[i - 1] : NULL;
+    }
     for (size_t i = 0; i < map->n; i++)
         if (strcmp(map->c.pairs[i].key->str, key) == 0)
             return &map->c.pairs[i];
     return NULL;
+}
+
+/* Appends a pair, keeping the key index (if any) in step. */
+static void map_append(struct conv *cv, struct frame *f, struct keel_node *key, struct keel_node *value)
+{
+    grow_children(cv, f, sizeof(struct keel_pair));
+    struct keel_node *m = f->node;
+    m->c.pairs[m->n].key = key;
+    m->c.pairs[m->n].value = value;
+    m->n++;
+    if (!f->keys && m->n > KEY_INDEX_FROM) {
+        f->keys = calloc(1, sizeof(*f->keys));
+        if (f->keys) {
+            keel_map_init(f->keys);
+            for (size_t i = 0; i < m->n; i++)
+                keel_map_put(f->keys, m->c.pairs[i].key->str, m->c.pairs[i].key->len, (void *)(uintptr_t)(i + 1),
+                             NULL);
+        }
+    } else if (f->keys) {
+        keel_map_put(f->keys, key->str, key->len, (void *)(uintptr_t)m->n, NULL);
+    }
+}
+
+static void frame_release(struct frame *f)
+{
+    if (f->keys) {
+        keel_map_free(f->keys);
+        free(f->keys);
+        f->keys = NULL;
+    }
 }
 
 /* Applies a `<<` merge: keys from value (a map or list of maps) that the
@@ -300,10 +395,13 @@ static void apply_merge(struct conv *cv, struct frame *f, struct keel_node *valu
     }
     f->node->merged = true;
     for (size_t i = 0; i < value->n; i++) {
-        if (map_find(f->node, value->c.pairs[i].key->str))
+        if (map_find(f, value->c.pairs[i].key->str))
             continue;
-        grow_children(cv, f, sizeof(struct keel_pair));
-        f->node->c.pairs[f->node->n++] = value->c.pairs[i];
+        /* a copy of the key, marked as merged: an explicit key may replace it */
+        struct keel_node *k = keel_arena_xalloc(cv->a, sizeof(*k));
+        *k = *value->c.pairs[i].key;
+        k->merged = true;
+        map_append(cv, f, k, value->c.pairs[i].value);
     }
 }
 
@@ -348,8 +446,12 @@ static void attach(struct conv *cv, struct keel_node *nd)
             return;
         }
         f->merge_key = !nd->quoted && strcmp(nd->str, "<<") == 0;
-        nd->type = KEEL_NODE_STRING; /* keys are text whatever they look like */
-        f->pending_key = nd;
+        /* keys are text whatever they look like; copy, since an aliased key is
+         * shared with its anchor's other uses */
+        struct keel_node *k = keel_arena_xalloc(cv->a, sizeof(*k));
+        *k = *nd;
+        k->type = KEEL_NODE_STRING;
+        f->pending_key = k;
         return;
     }
     struct keel_node *key = f->pending_key;
@@ -358,8 +460,8 @@ static void attach(struct conv *cv, struct keel_node *nd)
         apply_merge(cv, f, nd, &key->loc);
         return;
     }
-    const struct keel_pair *dup = map_find(f->node, key->str);
-    if (dup && !f->node->merged) {
+    const struct keel_pair *dup = map_find(f, key->str);
+    if (dup && !dup->key->merged) {
         /* reported, and the first value kept, so the rest of the document is
          * still checked and every mistake shows in one run */
         struct keel_path path;
@@ -375,10 +477,7 @@ static void attach(struct conv *cv, struct keel_node *nd)
         ((struct keel_pair *)dup)->value = nd;
         return;
     }
-    grow_children(cv, f, sizeof(struct keel_pair));
-    f->node->c.pairs[f->node->n].key = key;
-    f->node->c.pairs[f->node->n].value = nd;
-    f->node->n++;
+    map_append(cv, f, key, nd);
 }
 
 static void open_collection(struct conv *cv, struct fy_event *fye, enum keel_node_type type, struct fy_token *anchor)
@@ -404,6 +503,7 @@ static void close_collection(struct conv *cv)
     if (cv->depth == 0)
         return;
     struct frame *f = &cv->stack[--cv->depth];
+    frame_release(f);
     if (f->pending_key) {
         /* cannot happen with a well-formed event stream; be safe */
         conv_error(cv, &f->pending_key->loc, "mapping key without a value");
@@ -453,7 +553,56 @@ static void on_event(struct conv *cv, struct fy_event *fye)
     }
 }
 
-static void report_parse_errors(struct fy_diag *diag, struct keel_diags *d, const char *file, uint32_t doc)
+/* Releases what open frames hold (a document that ended early). */
+static void conv_release(struct conv *cv)
+{
+    for (unsigned i = 0; i < cv->depth; i++)
+        frame_release(&cv->stack[i]);
+    cv->depth = 0;
+}
+
+/* First byte that is not well-formed UTF-8 (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF); returns its offset, or len. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return i;
+        }
+        if (i + need >= len)
+            return i;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += need + 1;
+    }
+    return len;
+}
+
+static void report_parse_errors(struct fy_diag *diag, struct keel_diags *d, const char *file, uint32_t doc,
+                                uint32_t base_line, uint32_t base_col)
 {
     void *it = NULL;
     struct fy_diag_error *e;
@@ -461,8 +610,9 @@ static void report_parse_errors(struct fy_diag *diag, struct keel_diags *d, cons
     while ((e = fy_diag_errors_iterate(diag, &it)) != NULL) {
         if (e->type < FYET_ERROR)
             continue;
-        struct keel_loc loc = {file, e->line >= 0 ? (uint32_t)e->line + 1 : 0,
-                               e->column >= 0 ? (uint32_t)e->column + 1 : 0, doc};
+        /* collected errors carry 1-based positions already */
+        struct keel_loc loc = {file, e->line > 0 ? (uint32_t)e->line + base_line : 0,
+                               e->column > 0 ? (uint32_t)e->column + base_col : 0, doc};
         keel_diags_add(d, KEEL_SEV_ERROR, &loc, NULL, "YAML syntax error: %s", e->msg ? e->msg : "invalid YAML");
         any = true;
         break; /* the first error is the useful one; later ones cascade */
@@ -484,7 +634,34 @@ static void quiet_output(struct fy_diag *diag, void *user, const char *buf, size
 int keel_yaml_load_buf(struct keel_arena *a, const char *name, const char *buf, size_t len, struct keel_diags *d,
                        keel_yaml_doc_cb cb, void *ctx)
 {
+    return keel_yaml_load_buf_at(a, name, buf, len, 0, 0, d, cb, ctx);
+}
+
+int keel_yaml_load_buf_at(struct keel_arena *a, const char *name, const char *buf, size_t len, uint32_t base_line,
+                          uint32_t base_col, struct keel_diags *d, keel_yaml_doc_cb cb, void *ctx)
+{
     const char *file = keel_arena_strdup(a, name);
+    /* YAML is UTF-8 here; checking first also keeps invalid bytes away from
+     * libfyaml, which loops forever on some of them (e.g. "%\xfa") */
+    size_t bad = utf8_invalid_at((const unsigned char *)buf, len);
+    if (bad < len) {
+        uint32_t line = 1, col = 1;
+        for (size_t i = 0; i < bad; i++) {
+            if (buf[i] == '\n') {
+                line++;
+                col = 1;
+            } else if (((unsigned char)buf[i] & 0xC0) != 0x80) {
+                col++;
+            }
+        }
+        struct keel_loc loc = {file, line + base_line, col + base_col, 0};
+        keel_diags_add(d, KEEL_SEV_ERROR, &loc, NULL,
+                       "input is not valid UTF-8 (byte 0x%02x); YAML and JSON files must be UTF-8",
+                       (unsigned char)buf[bad]);
+        if (cb)
+            cb(ctx, NULL, &loc);
+        return 1;
+    }
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
@@ -523,7 +700,7 @@ int keel_yaml_load_buf(struct keel_arena *a, const char *name, const char *buf, 
         struct fy_event *fye = fy_parser_parse(fyp);
         if (!fye) {
             if (fy_parser_get_stream_error(fyp)) {
-                report_parse_errors(diag, d, file, doc);
+                report_parse_errors(diag, d, file, doc, base_line, base_col);
                 struct keel_loc loc = {file, 0, 0, doc};
                 if (cb && !stop)
                     cb(ctx, NULL, &loc);
@@ -533,15 +710,21 @@ int keel_yaml_load_buf(struct keel_arena *a, const char *name, const char *buf, 
         }
         enum fy_event_type et = fye->type;
         if (et == FYET_DOCUMENT_START) {
+            conv_release(cv);
             memset(cv, 0, sizeof(*cv));
             cv->a = a;
             cv->d = d;
             cv->file = file;
+            cv->src = buf;
+            cv->srclen = len;
+            cv->base_line = base_line;
+            cv->base_col = base_col;
             cv->doc = doc;
             doc_loc = event_loc(cv, fye);
             in_doc = true;
         } else if (et == FYET_DOCUMENT_END) {
             in_doc = false;
+            conv_release(cv);
             struct keel_node *root = cv->root;
             if (!cv->failed && (!root || root->type == KEEL_NODE_NULL)) {
                 /* empty document or one holding only comments: not a resource */
@@ -559,6 +742,7 @@ int keel_yaml_load_buf(struct keel_arena *a, const char *name, const char *buf, 
         if (stop)
             break;
     }
+    conv_release(cv);
     free(cv);
     fy_parser_destroy(fyp);
     fy_diag_destroy(diag);

@@ -37,6 +37,12 @@ typedef int (*keel_yaml_doc_cb)(void *ctx, struct keel_node *root, const struct 
 int keel_yaml_load_buf(struct keel_arena *a, const char *name, const char *buf, size_t len, struct keel_diags *d,
                        keel_yaml_doc_cb cb, void *ctx);
 
+/* Same, for text cut out of another file (a ConfigMap's embedded mesh
+ * config): every position is shifted by base_line lines and base_col
+ * columns (a block scalar's lines all share one indentation). */
+int keel_yaml_load_buf_at(struct keel_arena *a, const char *name, const char *buf, size_t len, uint32_t base_line,
+                          uint32_t base_col, struct keel_diags *d, keel_yaml_doc_cb cb, void *ctx);
+
 /* Reads a whole file (or standard input when path is "-") and parses it. */
 int keel_yaml_load_file(struct keel_arena *a, const char *path, struct keel_diags *d, keel_yaml_doc_cb cb, void *ctx);
 

@@ -10,7 +10,8 @@
 #
 # New inputs the fuzzer finds go to a scratch directory, never straight into
 # the checked-in corpus. With --merge they are merged into the corpus
-# afterwards (`-merge=1`: only inputs that add coverage are kept).
+# afterwards (`-set_cover_merge=1 -use_counters=0`: the fewest inputs that
+# add new edges are kept).
 #
 # Targets run in libFuzzer's fork mode, so a crash, leak or timeout does not
 # end the run: each is written to build/fuzz/artifacts/<name>/ and fuzzing
@@ -80,7 +81,8 @@ for bin in "${targets[@]}"; do
 
     if [ $merge -eq 1 ]; then
         echo "== $name: merging new inputs into $corpus"
-        "$bin" -merge=1 -timeout=10 "${dictarg[@]}" "$corpus" "$scratch" || status=1
+        # edges only, greedy set cover: the corpus grows by as few files as possible
+        "$bin" -set_cover_merge=1 -use_counters=0 -timeout=10 "$corpus" "$scratch" || status=1
         rm -rf "$scratch"
     fi
 done

@@ -22,14 +22,6 @@
 
 #include <cmocka.h>
 
-/* A test that shows a reported, not yet fixed bug: skipped unless the build
- * defines KEEL_TEST_KNOWN_BUGS (cmake -DCMAKE_C_FLAGS=-DKEEL_TEST_KNOWN_BUGS). */
-#ifdef KEEL_TEST_KNOWN_BUGS
-#define KNOWN_BUG(why) ((void)0)
-#else
-#define KNOWN_BUG(why) skip()
-#endif
-
 static struct {
     struct keel_arena *a;
     struct keel_diags d;
@@ -293,7 +285,6 @@ static void test_type_error_quoted_non_number(void **state)
     (void)state;
     /* "(remove the quotes)" is offered for any quoted string where an
      * integer is expected, even when the text is not a number */
-    KNOWN_BUG("decode.c type_error(): the integer hint does not check that the text is numeric");
     decode(&keel_msg_http_retry, "attempts: \"three\"\n");
     const struct keel_diag *g = only("expected integer", "\"three\"");
     assert_null(strstr(g->msg, "remove the quotes"));

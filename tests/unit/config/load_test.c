@@ -25,14 +25,6 @@
 
 #include <cmocka.h>
 
-/* A test that shows a reported, not yet fixed bug: skipped unless the build
- * defines KEEL_TEST_KNOWN_BUGS (cmake -DCMAKE_C_FLAGS=-DKEEL_TEST_KNOWN_BUGS). */
-#ifdef KEEL_TEST_KNOWN_BUGS
-#define KNOWN_BUG(why) ((void)0)
-#else
-#define KNOWN_BUG(why) skip()
-#endif
-
 static struct keel_loadset LS;
 
 static int setup(void **state)
@@ -506,7 +498,6 @@ static void test_configmap_mesh_aliases_relocated_once(void **state)
     (void)state;
     /* relocate() walks the tree as if it were a tree; aliased (shared)
      * nodes are shifted once per use */
-    KNOWN_BUG("load.c relocate(): shared alias nodes are relocated once per reference");
     load("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio}\ndata:\n  mesh: |-\n"
          "    defaultServiceExportTo: &e [7]\n    defaultVirtualServiceExportTo: *e\n");
     assert_int_equal(count_with("expected string, got integer 7"), 2);
