@@ -16,5 +16,6 @@
 #define KEEL_VERSION "0.1.0"
 
 int keel_cmd_validate(int argc, char **argv);
+int keel_cmd_proxy(int argc, char **argv);
 
 #endif

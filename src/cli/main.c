@@ -26,6 +26,7 @@ static const struct {
 } commands[] = {
     {"validate", "check Istio resources the way istiod does: keel validate [-o json] FILE|DIR|- ...",
      keel_cmd_validate},
+    {"proxy", "run the data plane: keel proxy router|sidecar --config DIR ...; keel proxy wait", keel_cmd_proxy},
     {"version", "print the version", cmd_version},
     {"help", "show this help", cmd_help},
 };

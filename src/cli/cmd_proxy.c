@@ -1,0 +1,173 @@
+/*
+ * cmd_proxy.c - `keel proxy`: run the data plane, or wait for it.
+ *
+ *   keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR] [--concurrency N]
+ *   keel proxy sidecar --config DIR (--workload NAME.NS | --labels k=v,... [--namespace NS])
+ *                      [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR] [--concurrency N]
+ *   keel proxy wait    [--admin ADDR] [--timeout SECONDS]
+ */
+#include "base/arena.h"
+#include "base/log.h"
+#include "cli/cli.h"
+#include "config/schema.h"
+#include "proxy/proxy.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR]\n"
+            "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
+            "       keel proxy sidecar --config DIR (--workload NAME.NAMESPACE | --labels k=v,... [--namespace NS])\n"
+            "                          [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR]\n"
+            "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
+            "       keel proxy wait    [--admin ADDR] [--timeout SECONDS]\n"
+            "\n"
+            "router:  serves every server of every Gateway whose selector matches --labels (default\n"
+            "         istio=ingressgateway), on the server's port.\n"
+            "sidecar: an outbound HTTP listener (default 127.0.0.1:15001, usable as the app's http_proxy)\n"
+            "         that routes by Host and port with the mesh's VirtualServices and DestinationRules.\n"
+            "The config folder is watched: valid changes apply without dropping connections; invalid ones\n"
+            "are refused and the last good config keeps serving. Admin API on --admin (127.0.0.1:15000).\n");
+}
+
+/* "a=b,c=d" -> kv list in the arena; NULL on a malformed list */
+static struct keel_kv_str *parse_labels(struct keel_arena *a, const char *s, size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    struct keel_kv_str *kv = keel_arena_xalloc(a, cap * sizeof(*kv));
+    *n = 0;
+    char *copy = keel_arena_strdup(a, s);
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok)
+            return NULL;
+        *eq = '\0';
+        kv[*n].key = tok;
+        kv[*n].value = eq + 1;
+        (*n)++;
+    }
+    return kv;
+}
+
+int keel_cmd_proxy(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? KEEL_EXIT_USAGE : KEEL_EXIT_OK;
+    }
+    const char *mode = argv[1];
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},        {"labels", required_argument, NULL, 'l'},
+        {"namespace", required_argument, NULL, 'n'},     {"admin", required_argument, NULL, 'a'},
+        {"concurrency", required_argument, NULL, 'j'},   {"workload", required_argument, NULL, 'w'},
+        {"service-account", required_argument, NULL, 's'}, {"outbound", required_argument, NULL, 'o'},
+        {"inbound", required_argument, NULL, 'i'},       {"timeout", required_argument, NULL, 't'},
+        {"drain", required_argument, NULL, 'd'},         {"no-watch", no_argument, NULL, 'W'},
+        {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct keel_arena *a = keel_arena_new(4096);
+    struct keel_proxy_options o = {.watch = true, .outbound_addr = "127.0.0.1:15001"};
+    unsigned timeout = 60;
+    const char *labels = NULL;
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "c:l:n:a:j:w:s:o:i:t:d:WL:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.config_dir = optarg;
+            break;
+        case 'l':
+            labels = optarg;
+            break;
+        case 'n':
+            o.ns = optarg;
+            break;
+        case 'a':
+            o.admin_addr = optarg;
+            break;
+        case 'j':
+            o.concurrency = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'w':
+            o.workload = optarg;
+            break;
+        case 's':
+            o.service_account = optarg;
+            break;
+        case 'o':
+            o.outbound_addr = optarg;
+            break;
+        case 'i':
+            o.inbound_addr = optarg;
+            break;
+        case 't':
+            timeout = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            o.drain_seconds = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'W':
+            o.watch = false;
+            break;
+        case 'L': {
+            enum keel_log_level lv;
+            if (keel_log_level_parse(optarg, &lv) != 0) {
+                fprintf(stderr, "keel proxy: unknown log level \"%s\"\n", optarg);
+                keel_arena_free(a);
+                return KEEL_EXIT_USAGE;
+            }
+            keel_log_set_level(lv);
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            keel_arena_free(a);
+            return KEEL_EXIT_OK;
+        default:
+            usage(stderr);
+            keel_arena_free(a);
+            return KEEL_EXIT_USAGE;
+        }
+    }
+    int rc;
+    if (strcmp(mode, "wait") == 0) {
+        rc = keel_proxy_wait(o.admin_addr ? o.admin_addr : "127.0.0.1:15000", timeout);
+        keel_arena_free(a);
+        return rc;
+    }
+    if (strcmp(mode, "router") == 0)
+        o.mode = KEEL_PROXY_MODE_ROUTER;
+    else if (strcmp(mode, "sidecar") == 0)
+        o.mode = KEEL_PROXY_MODE_SIDECAR;
+    else {
+        fprintf(stderr, "keel proxy: unknown mode \"%s\" (router, sidecar or wait)\n", mode);
+        keel_arena_free(a);
+        return KEEL_EXIT_USAGE;
+    }
+    if (!o.config_dir) {
+        fprintf(stderr, "keel proxy: --config DIR is required\n");
+        keel_arena_free(a);
+        return KEEL_EXIT_USAGE;
+    }
+    if (!labels && o.mode == KEEL_PROXY_MODE_ROUTER)
+        labels = "istio=ingressgateway";
+    if (labels) {
+        o.labels = parse_labels(a, labels, &o.n_labels);
+        if (!o.labels) {
+            fprintf(stderr, "keel proxy: --labels wants k=v[,k=v...], got \"%s\"\n", labels);
+            keel_arena_free(a);
+            return KEEL_EXIT_USAGE;
+        }
+    }
+    rc = keel_proxy_run(&o);
+    keel_arena_free(a);
+    return rc;
+}

@@ -1,0 +1,171 @@
+/*
+ * proxy_int.h - what the proxy's own files share (not part of the API).
+ *
+ *   runtime.c   main thread: options, config load/reload (inotify), snapshot
+ *               publication, admin callbacks, signals, drain
+ *   listener.c  per-worker listeners, reconciled with each new snapshot
+ *   http1.c     downstream HTTP/1.1 connections and the request exchange
+ *   upstream.c  upstream connections, per-worker pools, endpoint choice
+ *
+ * Threads: a struct keel_pworker and everything hanging off it belong to one
+ * worker thread; only the runtime's published snapshot pointer and the
+ * stats shards are read across threads (see stats.h).
+ */
+#ifndef KEEL_PROXY_PROXY_INT_H
+#define KEEL_PROXY_PROXY_INT_H
+
+#include "base/buf.h"
+#include "base/map.h"
+#include "http/h1.h"
+#include "http/message.h"
+#include "mesh/snapshot.h"
+#include "net/loop.h"
+#include "net/sock.h"
+#include "proxy/accesslog.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct keel_worker;
+struct keel_runtime;
+struct keel_upconn;
+struct keel_stream;
+
+/* Buffer limits per connection: reads stop (back-pressure) while the peer's
+ * output holds more than KEEL_PROXY_OUT_HIGH bytes. */
+#define KEEL_PROXY_IN_MAX (KEEL_H1_MAX_HEAD + 16384)
+#define KEEL_PROXY_OUT_MAX (4u << 20)
+#define KEEL_PROXY_OUT_HIGH (256u << 10)
+#define KEEL_PROXY_READ_CHUNK 16384
+#define KEEL_PROXY_IDLE_MS (3600u * 1000u)     /* downstream idle, Envoy's 1 h */
+#define KEEL_PROXY_UP_IDLE_MS (55u * 1000u)    /* pooled upstream connection idle */
+#define KEEL_PROXY_REPLAY_MAX (64u << 10)      /* request bytes kept to replay on a stale pooled connection */
+
+enum keel_listener_role {
+    KEEL_PL_GATEWAY,  /* a Gateway server port: route tables from its chains */
+    KEEL_PL_OUTBOUND, /* sidecar outbound: route by Host/:authority and port */
+    KEEL_PL_INBOUND,  /* sidecar inbound: to the workload's own ports */
+};
+
+struct keel_plistener {
+    struct keel_pworker *pw;
+    struct keel_plistener *next;
+    int fd;
+    struct keel_io io;
+    struct keel_timer pause; /* accept paused after EMFILE */
+    enum keel_listener_role role;
+    uint32_t port; /* the snapshot listener's port (gateway), or the listening port */
+    struct keel_addr addr;
+    char name[96]; /* "0.0.0.0_8080" */
+    bool mark;     /* reconcile: still wanted */
+};
+
+/* Idle upstream connections to one endpoint ("ip:port"). */
+struct keel_upool {
+    char key[KEEL_ADDR_STRLEN];
+    struct keel_upconn *idle; /* LIFO */
+    size_t n_idle;
+    size_t active; /* requests in flight to this endpoint from this worker (least-request LB) */
+};
+
+struct keel_pworker {
+    struct keel_worker *w;
+    struct keel_loop *loop;
+    struct keel_runtime *rt;
+    unsigned index;
+    struct keel_snapshot *snap; /* current (one reference held) */
+    struct keel_logcfg *log;    /* current access-log sink (one reference held) */
+    struct keel_stats_shard *stats;
+    struct keel_plistener *listeners;
+    struct keel_map pools;     /* endpoint key -> struct keel_upool * */
+    struct keel_map rr;        /* cluster name -> round-robin cursor (uintptr_t) */
+    uint64_t rng;              /* xorshift state */
+    size_t conns;              /* open downstream connections */
+    bool draining;             /* listeners closed; keep-alive connections close after their request */
+    struct keel_buf logline;   /* access-log rendering */
+};
+
+/* ---- runtime.c (read from workers) ---------------------------------------------------------------------------- */
+
+/* The access-log sink of one config generation, published to workers with the
+ * snapshot and reference counted like it (the last holder closes the file). */
+struct keel_logcfg {
+    atomic_uint refs;
+    struct keel_accesslog_format *format; /* NULL: access logging off */
+    int fd;                               /* -1 when off */
+};
+
+void keel_logcfg_unref(struct keel_logcfg *c);
+const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt);
+
+/* ---- listener.c ---------------------------------------------------------------------------------------------- */
+
+/* Opens/closes this worker's listeners to match pw->snap (workers' thread). */
+void keel_listeners_reconcile(struct keel_pworker *pw);
+/* Closes every listener (drain or shutdown). */
+void keel_listeners_close(struct keel_pworker *pw);
+
+/* ---- http1.c ------------------------------------------------------------------------------------------------- */
+
+/* Takes an accepted downstream connection. */
+void keel_http1_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
+
+/* Called by upstream.c as the upstream connection progresses. */
+void keel_stream_upstream_ready(struct keel_stream *st);              /* connected (or reused): send the request */
+void keel_stream_upstream_failed(struct keel_stream *st, int err, bool connect_phase, bool reused);
+void keel_stream_upstream_readable(struct keel_stream *st);           /* bytes in uc->in */
+void keel_stream_upstream_writable(struct keel_stream *st);           /* uc->out drained below the high mark */
+
+/* ---- upstream.c ---------------------------------------------------------------------------------------------- */
+
+struct keel_upconn {
+    struct keel_pworker *pw;
+    int fd;
+    struct keel_io io;
+    struct keel_timer timer; /* connect timeout, then pool idle timeout */
+    struct keel_defer free_d;
+    char key[KEEL_ADDR_STRLEN];
+    char local[KEEL_ADDR_STRLEN];
+    struct keel_buf in;
+    struct keel_buf out;
+    struct keel_stream *st; /* NULL while pooled */
+    struct keel_cluster_stats *cstats;
+    struct keel_upconn *next_idle;
+    bool connected;
+    bool reused; /* came from the pool for the current request */
+    bool closed;
+};
+
+/* Chooses an endpoint of c for a request (LB policy of the cluster), skipping `avoid` when another exists.
+ * NULL when the cluster has no endpoints. */
+const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
+                                               const struct keel_endpoint *avoid);
+/* Gets a pooled connection to ep or starts connecting one; on success the stream is attached and
+ * keel_stream_upstream_ready() (or _failed) follows from the loop. Returns 0 or a negative code
+ * (bad address, no fds) with nothing attached. */
+int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
+                         const struct keel_endpoint *ep, int64_t connect_timeout_ns, struct keel_upconn **out);
+/* Sends uc->out; re-arms write interest while anything is left. Returns 0 or a negative code (peer gone). */
+int keel_upstream_flush(struct keel_upconn *uc);
+/* Stops or resumes reading from the upstream (back-pressure). */
+void keel_upstream_pause(struct keel_upconn *uc, bool pause);
+/* The exchange is over: keep_alive returns the connection to the pool, else it is closed. */
+void keel_upstream_release(struct keel_upconn *uc, bool keep_alive);
+/* Closes every pooled connection of the worker. */
+void keel_upstream_pools_close(struct keel_pworker *pw);
+
+/* xorshift64* on the worker's state */
+static inline uint32_t keel_pworker_random(struct keel_pworker *pw)
+{
+    uint64_t x = pw->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    pw->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+#endif

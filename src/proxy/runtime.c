@@ -1,0 +1,582 @@
+/*
+ * runtime.c - the proxy's main thread: config, workers, admin, signals.
+ *
+ * Life of a config change:
+ *
+ *   inotify event ─► debounce (100 ms) ─► load the folder into a fresh
+ *   loadset ─► any invalid resource? keep serving the last good config, log
+ *   the errors, show them on /config_dump ─► else build the store and the
+ *   snapshot for this proxy ─► broadcast to every worker, which swaps its
+ *   snapshot pointer (taking a reference) and reconciles its listeners.
+ *
+ * Requests in flight keep the snapshot they started with (they hold a
+ * reference); the old snapshot is freed when its last request ends. Nothing
+ * on the request path takes a lock.
+ *
+ * Shutdown: SIGTERM/SIGINT (or POST /quitquitquit) closes every listener,
+ * lets in-flight requests finish for up to the drain time, then stops the
+ * workers and exits 0.
+ */
+#include "proxy/proxy_int.h"
+
+#include "base/arena.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "config/load.h"
+#include "config/store.h"
+#include "net/worker.h"
+#include "proxy/admin.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEBOUNCE_MS 100
+
+struct keel_runtime {
+    struct keel_proxy_options opt;
+    struct keel_loop *loop;
+    struct keel_workers *ws;
+    struct keel_pworker **pws;
+    unsigned npw;
+    struct keel_stats_shard **shards;
+    /* the config being served */
+    struct keel_loadset *ls;
+    struct keel_store *store;
+    struct keel_snapshot *snap;
+    struct keel_logcfg *log;
+    struct keel_proxy_identity id;
+    struct keel_arena *id_arena;
+    char *last_error; /* why the last reload was refused, or NULL */
+    uint64_t reloads, reload_failures;
+    int64_t started_unix;
+    /* watch */
+    int ino;
+    struct keel_io ino_io;
+    struct keel_timer debounce;
+    /* signals */
+    int sigfd;
+    struct keel_io sig_io;
+    struct keel_timer drain;
+    struct keel_timer drain_poll;
+    struct keel_admin *admin;
+    bool draining;
+    int exit_code;
+};
+
+const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt)
+{
+    return &rt->opt;
+}
+
+/* ---- access-log sinks ---------------------------------------------------------------------------------------- */
+
+static struct keel_logcfg *logcfg_ref(struct keel_logcfg *c)
+{
+    if (c)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void keel_logcfg_unref(struct keel_logcfg *c)
+{
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    keel_accesslog_format_free(c->format);
+    if (c->fd > 2)
+        close(c->fd);
+    free(c);
+}
+
+/* Istio's mesh-wide access log: accessLogFile/Format/Encoding of the mesh ConfigMap. */
+static struct keel_logcfg *logcfg_from_store(const struct keel_store *store, const char *root_ns)
+{
+    struct keel_logcfg *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->fd = -1;
+    const struct keel_resource *r = keel_store_get(store, KEEL_KIND_CONFIG_MAP, root_ns, "istio");
+    const struct keel_mesh_config *m = r ? r->mesh : NULL;
+    if (!m || !m->access_log_file || !*m->access_log_file)
+        return c;
+    const char *err = NULL;
+    bool json = m->access_log_encoding == KEEL_MESH_CONFIG_ACCESS_LOG_ENCODING_JSON;
+    c->format = keel_accesslog_format_new(m->access_log_format, json, &err);
+    if (!c->format) {
+        keel_log(KEEL_LOG_ERROR, "accessLogFormat: %s; access logging off", err ? err : "invalid format");
+        return c;
+    }
+    if (strcmp(m->access_log_file, "/dev/stdout") == 0)
+        c->fd = STDOUT_FILENO;
+    else if (strcmp(m->access_log_file, "/dev/stderr") == 0)
+        c->fd = STDERR_FILENO;
+    else
+        c->fd = open(m->access_log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (c->fd < 0)
+        keel_log(KEEL_LOG_ERROR, "cannot open accessLogFile %s: %s", m->access_log_file, strerror(errno));
+    return c;
+}
+
+/* ---- publishing to workers ------------------------------------------------------------------------------------ */
+
+static void worker_take_config(struct keel_worker *w, void *data)
+{
+    struct keel_runtime *rt = data;
+    struct keel_pworker *pw = keel_worker_data(w);
+    /* rt->snap / rt->log are only replaced by the main thread after every worker
+     * has run this broadcast (keel_workers_broadcast orders them), so reading them
+     * here is safe */
+    struct keel_snapshot *old = pw->snap;
+    pw->snap = keel_snapshot_ref(rt->snap);
+    keel_snapshot_unref(old);
+    struct keel_logcfg *oldlog = pw->log;
+    pw->log = logcfg_ref(rt->log);
+    keel_logcfg_unref(oldlog);
+    keel_listeners_reconcile(pw);
+}
+
+/* Reads the config folder; publishes it when valid. Returns 0, or KEEL_EINVALID_CONFIG (kept the last good). */
+static int load_config(struct keel_runtime *rt, bool first)
+{
+    struct keel_loadset *ls = calloc(1, sizeof(*ls));
+    if (!ls)
+        return KEEL_ENOMEM;
+    keel_loadset_init(ls, rt->opt.ns);
+    int rc = keel_load_path(ls, rt->opt.config_dir);
+    if (rc < 0 || ls->invalid || ls->diags.errors) {
+        /* never apply a config that fails validation */
+        struct keel_buf b;
+        keel_buf_init(&b, 1 << 20);
+        size_t shown = 0;
+        for (size_t i = 0; i < keel_diags_count(&ls->diags); i++) {
+            const struct keel_diag *g = keel_diags_at(&ls->diags, i);
+            if (g->sev != KEEL_SEV_ERROR)
+                continue;
+            keel_buf_printf(&b, "%s%s:%u:%u: %s%s%s%s%s%s", shown ? "\n" : "", g->loc.file ? g->loc.file : "",
+                            g->loc.line, g->loc.col, g->kind ? g->kind : "", g->kind ? " " : "",
+                            g->name ? g->name : "", g->kind ? ": " : "", g->path ? g->path : "",
+                            g->path ? ": " : "");
+            keel_buf_puts(&b, g->msg);
+            shown++;
+        }
+        keel_log(KEEL_LOG_ERROR, "config %s: %zu error(s); %s:\n%s", rt->opt.config_dir, ls->diags.errors,
+                 first ? "nothing to serve until it is fixed" : "keeping the last good config", keel_buf_cstr(&b));
+        free(rt->last_error);
+        rt->last_error = strdup(keel_buf_cstr(&b));
+        keel_buf_free(&b);
+        keel_loadset_free(ls);
+        free(ls);
+        rt->reload_failures++;
+        return KEEL_EINVALID_CONFIG;
+    }
+    struct keel_store *store = keel_store_build(ls, NULL, rt->store);
+    if (!store) {
+        keel_loadset_free(ls);
+        free(ls);
+        return KEEL_ENOMEM;
+    }
+    struct keel_diags warn;
+    keel_diags_init(&warn);
+    struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, &warn);
+    for (size_t i = 0; i < keel_diags_count(&warn); i++) {
+        const struct keel_diag *g = keel_diags_at(&warn, i);
+        keel_log(KEEL_LOG_WARN, "%s%s%s: %s", g->kind ? g->kind : "config", g->name ? " " : "",
+                 g->name ? g->name : "", g->msg);
+    }
+    keel_diags_free(&warn);
+    struct keel_logcfg *log = logcfg_from_store(store, keel_store_mesh_defaults(store)->root_ns);
+    /* swap: workers take their references in the broadcast */
+    struct keel_snapshot *old_snap = rt->snap;
+    struct keel_logcfg *old_log = rt->log;
+    struct keel_loadset *old_ls = rt->ls;
+    struct keel_store *old_store = rt->store;
+    rt->snap = snap;
+    rt->log = log;
+    rt->ls = ls;
+    rt->store = store;
+    free(rt->last_error);
+    rt->last_error = NULL;
+    rt->reloads++;
+    if (rt->ws)
+        keel_workers_broadcast(rt->ws, worker_take_config, rt);
+    keel_snapshot_unref(old_snap);
+    keel_logcfg_unref(old_log);
+    keel_store_free(old_store);
+    if (old_ls) {
+        keel_loadset_free(old_ls);
+        free(old_ls);
+    }
+    keel_log(KEEL_LOG_INFO, "config version %llu applied (%zu resources)",
+             (unsigned long long)keel_snapshot_version(snap), keel_loadset_count(ls));
+    return 0;
+}
+
+/* ---- watching the folder --------------------------------------------------------------------------------------- */
+
+static void add_watches(struct keel_runtime *rt, const char *path, int depth)
+{
+    if (depth > 16)
+        return;
+    uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_DELETE_SELF;
+    if (inotify_add_watch(rt->ino, path, mask) < 0)
+        return;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
+    /* watch sub-folders too: the loader reads them recursively */
+    struct dirent **list = NULL;
+    int n = scandir(path, &list, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        if (list[i]->d_name[0] != '.') {
+            char sub[4096];
+            snprintf(sub, sizeof(sub), "%s/%s", path, list[i]->d_name);
+            struct stat s2;
+            if (stat(sub, &s2) == 0 && S_ISDIR(s2.st_mode))
+                add_watches(rt, sub, depth + 1);
+        }
+        free(list[i]);
+    }
+    free(list);
+}
+
+static void on_debounce(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)loop;
+    struct keel_runtime *rt = t->data;
+    /* new sub-folders need watches; re-adding existing ones is harmless */
+    add_watches(rt, rt->opt.config_dir, 0);
+    load_config(rt, false);
+}
+
+static void on_inotify(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct keel_runtime *rt = io->data;
+    char buf[8192];
+    while (read(rt->ino, buf, sizeof(buf)) > 0) {
+    }
+    keel_timer_start(loop, &rt->debounce, DEBOUNCE_MS, on_debounce, rt);
+}
+
+/* ---- admin callbacks ------------------------------------------------------------------------------------------- */
+
+static bool adm_ready(void *ctx)
+{
+    struct keel_runtime *rt = ctx;
+    return rt->snap && !rt->draining;
+}
+
+static int adm_stats(void *ctx, struct keel_buf *out)
+{
+    struct keel_runtime *rt = ctx;
+    int rc = keel_stats_prometheus(rt->shards, rt->npw, out);
+    if (rc)
+        return rc;
+    keel_buf_printf(out,
+                    "# HELP keel_config_reloads_total config versions applied\n# TYPE keel_config_reloads_total "
+                    "counter\nkeel_config_reloads_total %llu\n"
+                    "# HELP keel_config_reload_failures_total config changes refused (invalid)\n# TYPE "
+                    "keel_config_reload_failures_total counter\nkeel_config_reload_failures_total %llu\n",
+                    (unsigned long long)rt->reloads, (unsigned long long)rt->reload_failures);
+    return 0;
+}
+
+static int adm_config_dump(void *ctx, struct keel_buf *out)
+{
+    struct keel_runtime *rt = ctx;
+    keel_buf_puts(out, "{\"last_error\": ");
+    if (rt->last_error)
+        keel_buf_json_str(out, rt->last_error);
+    else
+        keel_buf_puts(out, "null");
+    keel_buf_printf(out, ", \"reloads\": %llu, \"reload_failures\": %llu, \"snapshot\": ",
+                    (unsigned long long)rt->reloads, (unsigned long long)rt->reload_failures);
+    if (rt->snap) {
+        int rc = keel_snapshot_dump_json(rt->snap, out);
+        if (rc)
+            return rc;
+    } else {
+        keel_buf_puts(out, "null");
+    }
+    return keel_buf_puts(out, "}\n");
+}
+
+static int adm_clusters(void *ctx, struct keel_buf *out)
+{
+    struct keel_runtime *rt = ctx;
+    if (!rt->snap)
+        return 0;
+    size_t n;
+    const struct keel_cluster *const *cs = keel_snapshot_clusters(rt->snap, &n);
+    for (size_t i = 0; i < n; i++) {
+        const struct keel_cluster *c = cs[i];
+        for (size_t j = 0; j < c->n_endpoints; j++) {
+            const struct keel_endpoint *e = &c->endpoints[j];
+            keel_buf_printf(out, "%s::%s:%u::health_flags::healthy\n%s::%s:%u::weight::%u\n", c->name, e->address,
+                            e->port, c->name, e->address, e->port, e->weight);
+        }
+        if (c->n_endpoints == 0)
+            keel_buf_printf(out, "%s::no_endpoints\n", c->name);
+    }
+    return 0;
+}
+
+static void start_drain(struct keel_runtime *rt);
+
+static int adm_drain(void *ctx)
+{
+    start_drain(ctx);
+    return 0;
+}
+
+/* ---- workers ----------------------------------------------------------------------------------------------------- */
+
+static int worker_init(struct keel_worker *w, void *data)
+{
+    struct keel_runtime *rt = data;
+    struct keel_pworker *pw = rt->pws[keel_worker_index(w)];
+    pw->w = w;
+    pw->loop = keel_worker_loop(w);
+    keel_worker_set_data(w, pw);
+    pw->snap = keel_snapshot_ref(rt->snap);
+    pw->log = logcfg_ref(rt->log);
+    keel_listeners_reconcile(pw);
+    return 0;
+}
+
+static void worker_fini(struct keel_worker *w, void *data)
+{
+    (void)data;
+    struct keel_pworker *pw = keel_worker_data(w);
+    keel_listeners_close(pw);
+    keel_upstream_pools_close(pw);
+}
+
+static void worker_drain(struct keel_worker *w, void *data)
+{
+    (void)data;
+    struct keel_pworker *pw = keel_worker_data(w);
+    pw->draining = true;
+    keel_listeners_close(pw);
+    keel_upstream_pools_close(pw);
+}
+
+/* ---- signals and drain ------------------------------------------------------------------------------------------ */
+
+static void on_drain_done(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)t;
+    keel_loop_stop(loop);
+}
+
+static void on_drain_poll(struct keel_loop *loop, struct keel_timer *t);
+
+static void start_drain(struct keel_runtime *rt)
+{
+    if (rt->draining)
+        return;
+    rt->draining = true;
+    keel_log(KEEL_LOG_INFO, "draining: listeners closed, in-flight requests get up to %us", rt->opt.drain_seconds);
+    keel_workers_broadcast(rt->ws, worker_drain, rt);
+    keel_timer_start(rt->loop, &rt->drain, (uint64_t)rt->opt.drain_seconds * 1000, on_drain_done, rt);
+    keel_timer_start(rt->loop, &rt->drain_poll, 50, on_drain_poll, rt);
+}
+
+/* ends the drain early once no worker has an open downstream connection */
+static void on_drain_poll(struct keel_loop *loop, struct keel_timer *t)
+{
+    struct keel_runtime *rt = t->data;
+    uint64_t active = keel_stats_sum(rt->shards, rt->npw, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE);
+    if (active == 0) {
+        keel_loop_stop(loop);
+        return;
+    }
+    keel_timer_start(loop, t, 50, on_drain_poll, rt);
+}
+
+static void on_signal(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
+{
+    (void)loop;
+    (void)ev;
+    struct keel_runtime *rt = io->data;
+    struct signalfd_siginfo si;
+    while (read(rt->sigfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            load_config(rt, false);
+        } else {
+            keel_log(KEEL_LOG_INFO, "signal %u received", si.ssi_signo);
+            start_drain(rt);
+        }
+    }
+}
+
+/* ---- identity ---------------------------------------------------------------------------------------------------- */
+
+/* A sidecar named by --workload NAME.NAMESPACE takes its labels, namespace and service account from the
+ * WorkloadEntry or Pod of that name. */
+static int resolve_identity(struct keel_runtime *rt)
+{
+    struct keel_proxy_identity *id = &rt->id;
+    id->kind = rt->opt.mode == KEEL_PROXY_MODE_ROUTER ? KEEL_PROXY_ROUTER : KEEL_PROXY_SIDECAR;
+    id->ns = rt->opt.ns;
+    id->labels = rt->opt.labels;
+    id->n_labels = rt->opt.n_labels;
+    id->service_account = rt->opt.service_account;
+    id->workload = rt->opt.workload;
+    if (!rt->opt.workload || !rt->store)
+        return 0;
+    char name[256];
+    snprintf(name, sizeof(name), "%s", rt->opt.workload);
+    char *dot = strchr(name, '.');
+    const char *ns = rt->opt.ns;
+    if (dot) {
+        *dot = '\0';
+        ns = dot + 1;
+    }
+    const struct keel_resource *r = keel_store_get(rt->store, KEEL_KIND_WORKLOAD_ENTRY, ns, name);
+    if (r && r->spec) {
+        const struct keel_workload_entry *we = r->spec;
+        id->ns = keel_arena_strdup(rt->id_arena, ns);
+        id->labels = we->labels;
+        id->n_labels = we->n_labels;
+        id->service_account = we->service_account ? we->service_account : "default";
+        return 0;
+    }
+    r = keel_store_get(rt->store, KEEL_KIND_POD, ns, name);
+    if (r) {
+        id->ns = keel_arena_strdup(rt->id_arena, ns);
+        id->labels = r->meta.labels;
+        id->n_labels = r->meta.n_labels;
+        return 0;
+    }
+    keel_log(KEEL_LOG_ERROR, "workload %s: no WorkloadEntry or Pod named %s in namespace %s", rt->opt.workload, name,
+             ns);
+    return KEEL_ENOTFOUND;
+}
+
+/* ---- entry ------------------------------------------------------------------------------------------------------- */
+
+int keel_proxy_run(const struct keel_proxy_options *opt)
+{
+    struct keel_runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        return 1;
+    rt->opt = *opt;
+    if (!rt->opt.ns)
+        rt->opt.ns = opt->mode == KEEL_PROXY_MODE_ROUTER ? "istio-system" : "default";
+    if (!rt->opt.admin_addr)
+        rt->opt.admin_addr = "127.0.0.1:15000";
+    if (!rt->opt.drain_seconds)
+        rt->opt.drain_seconds = 5;
+    rt->id_arena = keel_arena_new(4096);
+    rt->started_unix = (int64_t)time(NULL);
+    rt->ino = -1;
+    rt->sigfd = -1;
+    rt->loop = keel_loop_new();
+    if (!rt->loop || !rt->id_arena) {
+        keel_log(KEEL_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    /* signals go to the main loop; worker threads block them */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    rt->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    /* the identity may name a workload in the config: load once, resolve, rebuild */
+    resolve_identity(rt);
+    if (load_config(rt, true) == 0 && rt->opt.workload) {
+        if (resolve_identity(rt) != 0)
+            return 1;
+        load_config(rt, true);
+    }
+    unsigned n = rt->opt.concurrency;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    rt->npw = n;
+    rt->pws = calloc(n, sizeof(*rt->pws));
+    rt->shards = calloc(n, sizeof(*rt->shards));
+    for (unsigned i = 0; i < n; i++) {
+        rt->pws[i] = calloc(1, sizeof(struct keel_pworker));
+        rt->shards[i] = keel_stats_shard_new();
+        if (!rt->pws[i] || !rt->shards[i]) {
+            keel_log(KEEL_LOG_ERROR, "out of memory");
+            return 1;
+        }
+        struct keel_pworker *pw = rt->pws[i];
+        pw->rt = rt;
+        pw->index = i;
+        pw->stats = rt->shards[i];
+        pw->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)time(NULL) << 16) ^ ((uint64_t)i * 0x100000001B3ULL) ^
+                  (uint64_t)getpid();
+        keel_map_init(&pw->pools);
+        keel_map_init(&pw->rr);
+        keel_buf_init(&pw->logline, 64 * 1024);
+    }
+    struct keel_workers_config wc = {.count = n, .init = worker_init, .fini = worker_fini, .data = rt};
+    int rc = keel_workers_start(&wc, &rt->ws);
+    if (rc != 0) {
+        keel_log(KEEL_LOG_ERROR, "cannot start %u workers: %s", n, keel_strerror(rc));
+        return 1;
+    }
+    /* admin */
+    struct keel_addr aa;
+    static struct keel_admin_source src;
+    src = (struct keel_admin_source){.ctx = rt,
+                                     .ready = adm_ready,
+                                     .stats_prometheus = adm_stats,
+                                     .config_dump = adm_config_dump,
+                                     .clusters = adm_clusters,
+                                     .drain = adm_drain};
+    if (keel_addr_parse(rt->opt.admin_addr, &aa) != 0 || keel_admin_start(rt->loop, &aa, &src, &rt->admin) != 0) {
+        keel_log(KEEL_LOG_ERROR, "cannot serve the admin API on %s", rt->opt.admin_addr);
+        keel_workers_stop_join(rt->ws);
+        return 1;
+    }
+    keel_log(KEEL_LOG_INFO, "admin on %s, %u worker%s", rt->opt.admin_addr, n, n == 1 ? "" : "s");
+    if (rt->sigfd >= 0) {
+        keel_io_init(&rt->sig_io, rt->sigfd, on_signal, rt);
+        keel_io_start(rt->loop, &rt->sig_io, KEEL_IO_READ);
+    }
+    keel_timer_init(&rt->debounce);
+    rt->debounce.data = rt;
+    keel_timer_init(&rt->drain);
+    keel_timer_init(&rt->drain_poll);
+    if (rt->opt.watch) {
+        rt->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (rt->ino >= 0) {
+            add_watches(rt, rt->opt.config_dir, 0);
+            keel_io_init(&rt->ino_io, rt->ino, on_inotify, rt);
+            keel_io_start(rt->loop, &rt->ino_io, KEEL_IO_READ);
+        }
+    }
+    keel_loop_run(rt->loop);
+    /* shutdown */
+    if (rt->ino >= 0) {
+        keel_io_stop(&rt->ino_io);
+        close(rt->ino);
+    }
+    keel_timer_stop(&rt->debounce);
+    keel_timer_stop(&rt->drain);
+    keel_timer_stop(&rt->drain_poll);
+    keel_admin_stop(rt->admin);
+    keel_workers_stop_join(rt->ws);
+    keel_log(KEEL_LOG_INFO, "stopped");
+    int code = rt->exit_code;
+    return code;
+}

@@ -1,0 +1,370 @@
+/*
+ * upstream.c - connections to upstream endpoints, per-worker pools, and the
+ * choice of an endpoint (see proxy_int.h).
+ *
+ * Each worker keeps, per endpoint ("ip:port"), a LIFO of idle keep-alive
+ * connections; a pooled connection keeps read interest so that a server
+ * closing it is noticed and the connection dropped before anyone reuses it.
+ * Nothing here is shared between workers.
+ *
+ * Endpoint choice follows the cluster's DestinationRule load balancer:
+ * ROUND_ROBIN (a per-worker cursor per cluster), RANDOM, and LEAST_REQUEST
+ * (Envoy's default: the better of two random endpoints by requests in
+ * flight from this worker). Weights of ROUND_ROBIN/RANDOM choices follow the
+ * endpoints' weights.
+ */
+#include "proxy/proxy_int.h"
+
+#include "base/err.h"
+#include "base/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void endpoint_key(const struct keel_endpoint *ep, char *buf, size_t n)
+{
+    if (strchr(ep->address, ':'))
+        snprintf(buf, n, "[%s]:%u", ep->address, ep->port);
+    else
+        snprintf(buf, n, "%s:%u", ep->address, ep->port);
+}
+
+static struct keel_upool *pool_get(struct keel_pworker *pw, const char *key, bool create)
+{
+    struct keel_upool *p = keel_map_get(&pw->pools, key, strlen(key));
+    if (p || !create)
+        return p;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    snprintf(p->key, sizeof(p->key), "%s", key);
+    if (keel_map_put(&pw->pools, p->key, strlen(p->key), p, NULL) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static size_t endpoint_active(struct keel_pworker *pw, const struct keel_endpoint *ep)
+{
+    char key[KEEL_ADDR_STRLEN];
+    endpoint_key(ep, key, sizeof(key));
+    struct keel_upool *p = pool_get(pw, key, false);
+    return p ? p->active : 0;
+}
+
+/* weighted choice by a random value */
+static const struct keel_endpoint *weighted(const struct keel_cluster *c, uint64_t r, const struct keel_endpoint *avoid)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        if (&c->endpoints[i] != avoid || c->n_endpoints == 1)
+            total += c->endpoints[i].weight ? c->endpoints[i].weight : 1;
+    if (!total)
+        return NULL;
+    r %= total;
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        if (&c->endpoints[i] == avoid && c->n_endpoints > 1)
+            continue;
+        uint64_t w = c->endpoints[i].weight ? c->endpoints[i].weight : 1;
+        if (r < w)
+            return &c->endpoints[i];
+        r -= w;
+    }
+    return &c->endpoints[c->n_endpoints - 1];
+}
+
+const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
+                                               const struct keel_endpoint *avoid)
+{
+    if (!c || c->n_endpoints == 0)
+        return NULL;
+    if (c->n_endpoints == 1)
+        return &c->endpoints[0];
+    switch (c->lb.policy) {
+    case KEEL_LB_ROUND_ROBIN: {
+        uintptr_t cur = (uintptr_t)keel_map_get(&pw->rr, c->name, strlen(c->name));
+        const struct keel_endpoint *ep = &c->endpoints[cur % c->n_endpoints];
+        if (ep == avoid)
+            ep = &c->endpoints[++cur % c->n_endpoints];
+        keel_map_put(&pw->rr, c->name, strlen(c->name), (void *)(cur + 1), NULL);
+        return ep;
+    }
+    case KEEL_LB_RANDOM:
+        return weighted(c, keel_pworker_random(pw), avoid);
+    default: {
+        /* LEAST_REQUEST: power of two choices */
+        const struct keel_endpoint *a = weighted(c, keel_pworker_random(pw), avoid);
+        const struct keel_endpoint *b = weighted(c, keel_pworker_random(pw), avoid);
+        if (!a || !b)
+            return a ? a : b;
+        return endpoint_active(pw, b) < endpoint_active(pw, a) ? b : a;
+    }
+    }
+}
+
+static void free_later(struct keel_loop *loop, struct keel_defer *d)
+{
+    (void)loop;
+    struct keel_upconn *uc = d->data;
+    keel_buf_free(&uc->in);
+    keel_buf_free(&uc->out);
+    free(uc);
+}
+
+static void pool_remove(struct keel_upconn *uc)
+{
+    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    if (!p)
+        return;
+    for (struct keel_upconn **pp = &p->idle; *pp; pp = &(*pp)->next_idle) {
+        if (*pp == uc) {
+            *pp = uc->next_idle;
+            p->n_idle--;
+            break;
+        }
+    }
+    uc->next_idle = NULL;
+}
+
+static void active_dec(struct keel_upconn *uc)
+{
+    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    if (p && p->active)
+        p->active--;
+}
+
+static void upconn_close(struct keel_upconn *uc)
+{
+    if (uc->closed)
+        return;
+    uc->closed = true;
+    if (!uc->st)
+        pool_remove(uc);
+    keel_io_stop(&uc->io);
+    keel_timer_stop(&uc->timer);
+    if (uc->fd >= 0)
+        close(uc->fd);
+    uc->fd = -1;
+    keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, -1);
+    keel_loop_defer(uc->pw->loop, &uc->free_d, free_later, uc);
+}
+
+static void on_timer(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)loop;
+    struct keel_upconn *uc = t->data;
+    if (uc->st && !uc->connected) {
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_TIMEOUT, 1);
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        struct keel_stream *st = uc->st;
+        uc->st = NULL;
+        active_dec(uc);
+        upconn_close(uc);
+        keel_stream_upstream_failed(st, KEEL_ETIMEDOUT, true, false);
+    } else if (!uc->st) {
+        upconn_close(uc); /* pooled and idle too long */
+    }
+}
+
+static int read_some(struct keel_upconn *uc)
+{
+    size_t room = uc->in.max - uc->in.len;
+    if (room == 0)
+        return 0;
+    char tmp[KEEL_PROXY_READ_CHUNK];
+    ssize_t n = keel_sock_read(uc->fd, tmp, room < sizeof(tmp) ? room : sizeof(tmp));
+    if (n > 0) {
+        keel_buf_append(&uc->in, tmp, (size_t)n);
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_RX_BYTES, n);
+        return (int)n;
+    }
+    return n == 0 ? KEEL_ECLOSED : (int)n;
+}
+
+static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
+{
+    (void)loop;
+    struct keel_upconn *uc = io->data;
+    if (!uc->connected) {
+        if (!(ev & (KEEL_IO_WRITE | KEEL_IO_ERROR)))
+            return;
+        int rc = keel_sock_connect_result(uc->fd);
+        struct keel_stream *st = uc->st;
+        if (rc != 0) {
+            keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+            uc->st = NULL;
+            active_dec(uc);
+            upconn_close(uc);
+            if (st)
+                keel_stream_upstream_failed(st, rc, true, false);
+            return;
+        }
+        uc->connected = true;
+        keel_timer_stop(&uc->timer);
+        struct keel_addr local;
+        if (keel_sock_local_addr(uc->fd, &local) == 0)
+            keel_addr_format(&local, uc->local, sizeof(uc->local));
+        keel_io_modify(&uc->io, KEEL_IO_READ);
+        if (st)
+            keel_stream_upstream_ready(st);
+        return;
+    }
+    if (!uc->st) {
+        /* pooled: any byte or EOF means the server is done with us */
+        upconn_close(uc);
+        return;
+    }
+    if (ev & KEEL_IO_WRITE) {
+        int rc = keel_upstream_flush(uc);
+        if (rc < 0) {
+            struct keel_stream *st = uc->st;
+            uc->st = NULL;
+            active_dec(uc);
+            upconn_close(uc);
+            keel_stream_upstream_failed(st, rc, false, uc->reused);
+            return;
+        }
+        if (uc->out.len < KEEL_PROXY_OUT_HIGH && uc->st)
+            keel_stream_upstream_writable(uc->st);
+        if (uc->closed || !uc->st)
+            return;
+    }
+    if (ev & (KEEL_IO_READ | KEEL_IO_ERROR)) {
+        int rc = read_some(uc);
+        if (rc > 0) {
+            keel_stream_upstream_readable(uc->st);
+        } else if (rc < 0 && rc != KEEL_EAGAIN) {
+            struct keel_stream *st = uc->st;
+            uc->st = NULL;
+            active_dec(uc);
+            upconn_close(uc);
+            keel_stream_upstream_failed(st, rc, false, uc->reused);
+        }
+    }
+}
+
+int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
+                         const struct keel_endpoint *ep, int64_t connect_timeout_ns, struct keel_upconn **out)
+{
+    char key[KEEL_ADDR_STRLEN];
+    endpoint_key(ep, key, sizeof(key));
+    struct keel_upool *p = pool_get(pw, key, true);
+    struct keel_cluster_stats *cs = keel_stats_cluster(pw->stats, c->name);
+    if (p && p->idle) {
+        struct keel_upconn *uc = p->idle;
+        p->idle = uc->next_idle;
+        p->n_idle--;
+        uc->next_idle = NULL;
+        uc->st = st;
+        uc->reused = true;
+        uc->cstats = cs;
+        keel_timer_stop(&uc->timer);
+        keel_buf_reset(&uc->in);
+        keel_buf_reset(&uc->out);
+        p->active++;
+        *out = uc;
+        return 0;
+    }
+    struct keel_addr addr;
+    int rc = keel_addr_parse(key, &addr);
+    if (rc)
+        return rc; /* a host name: resolution is not in this build yet */
+    int fd;
+    rc = keel_sock_connect(&addr, &fd);
+    if (rc != 0 && rc != KEEL_EAGAIN) {
+        keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        return rc;
+    }
+    struct keel_upconn *uc = calloc(1, sizeof(*uc));
+    if (!uc) {
+        close(fd);
+        return KEEL_ENOMEM;
+    }
+    uc->pw = pw;
+    uc->fd = fd;
+    uc->st = st;
+    uc->cstats = cs;
+    snprintf(uc->key, sizeof(uc->key), "%s", key);
+    keel_buf_init(&uc->in, KEEL_PROXY_IN_MAX);
+    keel_buf_init(&uc->out, KEEL_PROXY_OUT_MAX);
+    keel_sock_set_nodelay(fd, true);
+    keel_io_init(&uc->io, fd, on_io, uc);
+    keel_timer_init(&uc->timer);
+    uc->timer.data = uc;
+    if (keel_io_start(pw->loop, &uc->io, KEEL_IO_WRITE | KEEL_IO_READ) != 0) {
+        close(fd);
+        free(uc);
+        return KEEL_ENOMEM;
+    }
+    uint64_t ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000;
+    keel_timer_start(pw->loop, &uc->timer, ms ? ms : 1, on_timer, uc);
+    keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_TOTAL, 1);
+    keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, 1);
+    if (p)
+        p->active++;
+    *out = uc;
+    return 0;
+}
+
+int keel_upstream_flush(struct keel_upconn *uc)
+{
+    while (uc->out.len > 0) {
+        ssize_t n = keel_sock_write(uc->fd, uc->out.data, uc->out.len);
+        if (n == KEEL_EAGAIN)
+            break;
+        if (n < 0)
+            return (int)n;
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_TX_BYTES, n);
+        memmove(uc->out.data, uc->out.data + n, uc->out.len - (size_t)n);
+        uc->out.len -= (size_t)n;
+        uc->out.data[uc->out.len] = '\0';
+    }
+    uint32_t want = (uc->io.events & KEEL_IO_READ) | (uc->out.len ? KEEL_IO_WRITE : 0);
+    if (!want)
+        want = KEEL_IO_READ;
+    if (want != uc->io.events)
+        keel_io_modify(&uc->io, want);
+    return 0;
+}
+
+void keel_upstream_pause(struct keel_upconn *uc, bool pause)
+{
+    if (uc->closed)
+        return;
+    uint32_t want = pause ? (uc->io.events & ~KEEL_IO_READ) : (uc->io.events | KEEL_IO_READ);
+    if (!want)
+        want = KEEL_IO_READ; /* never fully stop: errors must still arrive */
+    if (want != uc->io.events)
+        keel_io_modify(&uc->io, want);
+}
+
+void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
+{
+    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    active_dec(uc);
+    uc->st = NULL;
+    uc->reused = false;
+    if (!keep_alive || uc->closed || !uc->connected || uc->in.len || uc->out.len || !p || uc->pw->draining) {
+        upconn_close(uc);
+        return;
+    }
+    uc->next_idle = p->idle;
+    p->idle = uc;
+    p->n_idle++;
+    keel_io_modify(&uc->io, KEEL_IO_READ);
+    keel_timer_start(uc->pw->loop, &uc->timer, KEEL_PROXY_UP_IDLE_MS, on_timer, uc);
+}
+
+void keel_upstream_pools_close(struct keel_pworker *pw)
+{
+    size_t it = 0;
+    const struct keel_map_slot *s;
+    while ((s = keel_map_next(&pw->pools, &it)) != NULL) {
+        struct keel_upool *p = s->val;
+        while (p->idle)
+            upconn_close(p->idle); /* unlinks itself */
+    }
+}
