@@ -63,6 +63,9 @@ struct keel_hconn {
     struct keel_buf out;
     struct keel_stream *st;
     size_t head_scanned;
+    struct keel_tls_conn *tls; /* terminated TLS, or NULL */
+    int tls_chain[16];         /* the listener's certificate -> chain map, copied at accept */
+    int chain;                 /* snapshot chain chosen by SNI; -1 = the first with routes */
     bool closing; /* close once out is flushed */
     bool closed;
     bool read_paused;
@@ -133,10 +136,26 @@ static void conn_free_later(struct keel_loop *loop, struct keel_defer *d)
     free(dc);
 }
 
+static ssize_t conn_read(struct keel_hconn *dc, void *buf, size_t len)
+{
+    return dc->tls ? keel_tls_read(dc->tls, buf, len) : keel_sock_read(dc->fd, buf, len);
+}
+
+static ssize_t conn_write(struct keel_hconn *dc, const void *buf, size_t len)
+{
+    return dc->tls ? keel_tls_write(dc->tls, buf, len) : keel_sock_write(dc->fd, buf, len);
+}
+
 static void conn_set_interest(struct keel_hconn *dc)
 {
     if (dc->closed)
         return;
+    if (dc->tls && !keel_tls_handshake_done(dc->tls)) {
+        uint32_t w = keel_tls_want(dc->tls);
+        if (w != dc->io.events)
+            keel_io_modify(&dc->io, w);
+        return;
+    }
     uint32_t want = 0;
     if (!dc->read_paused && !dc->closing)
         want |= KEEL_IO_READ;
@@ -152,7 +171,7 @@ static void conn_set_interest(struct keel_hconn *dc)
 static int conn_flush(struct keel_hconn *dc)
 {
     while (dc->out.len > 0) {
-        ssize_t n = keel_sock_write(dc->fd, dc->out.data, dc->out.len);
+        ssize_t n = conn_write(dc, dc->out.data, dc->out.len);
         if (n == KEEL_EAGAIN)
             break;
         if (n < 0) {
@@ -206,6 +225,8 @@ static void conn_close(struct keel_hconn *dc)
     }
     keel_io_stop(&dc->io);
     keel_timer_stop(&dc->idle);
+    keel_tls_conn_free(dc->tls);
+    dc->tls = NULL;
     close(dc->fd);
     dc->fd = -1;
     dc->pw->conns--;
@@ -333,6 +354,8 @@ static const struct keel_route_table *route_table_for(struct keel_stream *st, ui
         const struct keel_listener *l = keel_snapshot_listener(st->snap, dc->port);
         if (!l)
             return NULL;
+        if (dc->chain >= 0 && (size_t)dc->chain < l->n_chains && l->chains[dc->chain].routes)
+            return l->chains[dc->chain].routes;
         for (size_t i = 0; i < l->n_chains; i++) {
             if (l->chains[i].routes) {
                 *https_redirect = l->chains[i].https_redirect;
@@ -598,7 +621,7 @@ static int write_request_head(struct keel_stream *st)
     }
     char attempts[16], xff_buf[1024], clen[32];
     if (!have_xfp)
-        h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-proto"), keel_str_c("http")};
+        h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-proto"), keel_str_c(dc->tls ? "https" : "http")};
     if (dc->role == KEEL_PL_GATEWAY) {
         if (xff)
             snprintf(xff_buf, sizeof(xff_buf), "%.*s, %s", (int)xff->n, xff->p, dc->peer_ip);
@@ -1092,6 +1115,23 @@ static void on_conn_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
 {
     (void)loop;
     struct keel_hconn *dc = io->data;
+    if (dc->tls && !keel_tls_handshake_done(dc->tls)) {
+        int rc = keel_tls_handshake(dc->tls);
+        if (rc == KEEL_EAGAIN) {
+            conn_set_interest(dc);
+            return;
+        }
+        if (rc != 0) {
+            keel_log(KEEL_LOG_DEBUG, "TLS handshake with %s failed: %s", dc->peer, keel_tls_error(dc->tls));
+            keel_stats_add(dc->pw->stats, KEEL_STAT_DOWNSTREAM_CX_PROTOCOL_ERROR, 1);
+            conn_close(dc);
+            return;
+        }
+        size_t ci = keel_tls_cert_index(dc->tls);
+        dc->chain = ci < 16 ? dc->tls_chain[ci] : -1;
+        conn_set_interest(dc);
+        ev |= KEEL_IO_READ; /* the client's first request may already be decrypted */
+    }
     if (ev & KEEL_IO_WRITE) {
         if (conn_flush(dc) < 0 || dc->closed)
             return;
@@ -1112,7 +1152,7 @@ static void on_conn_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         return;
     }
     char tmp[KEEL_PROXY_READ_CHUNK];
-    ssize_t n = keel_sock_read(dc->fd, tmp, room < sizeof(tmp) ? room : sizeof(tmp));
+    ssize_t n = conn_read(dc, tmp, room < sizeof(tmp) ? room : sizeof(tmp));
     if (n == KEEL_EAGAIN)
         return;
     if (n <= 0) {
@@ -1123,6 +1163,15 @@ static void on_conn_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
     }
     keel_stats_add(dc->pw->stats, KEEL_STAT_DOWNSTREAM_CX_RX_BYTES, n);
     keel_buf_append(&dc->in, tmp, (size_t)n);
+    /* TLS may hold more decrypted records than the socket shows: drain them now */
+    while (dc->tls && dc->in.len < dc->in.max) {
+        size_t r2 = dc->in.max - dc->in.len;
+        ssize_t m = conn_read(dc, tmp, r2 < sizeof(tmp) ? r2 : sizeof(tmp));
+        if (m <= 0)
+            break; /* EAGAIN, or an error the next wakeup reports */
+        keel_stats_add(dc->pw->stats, KEEL_STAT_DOWNSTREAM_CX_RX_BYTES, m);
+        keel_buf_append(&dc->in, tmp, (size_t)m);
+    }
     if (dc->st) {
         if (!dc->st->req_done && dc->st->uc && dc->st->uc->connected) {
             forward_request_body(dc->st);
@@ -1163,10 +1212,22 @@ void keel_http1_accept(struct keel_plistener *l, int fd, const struct keel_addr 
     if (keel_sock_local_addr(fd, &local) == 0)
         keel_addr_format(&local, dc->local, sizeof(dc->local));
     keel_sock_set_nodelay(fd, true);
+    dc->chain = -1;
+    if (l->tls) {
+        memcpy(dc->tls_chain, l->tls_chain, sizeof(dc->tls_chain));
+        if (keel_tls_accept(l->tls, fd, &dc->tls) != 0) {
+            close(fd);
+            keel_buf_free(&dc->in);
+            keel_buf_free(&dc->out);
+            free(dc);
+            return;
+        }
+    }
     keel_io_init(&dc->io, fd, on_conn_io, dc);
     keel_timer_init(&dc->idle);
     dc->idle.data = dc;
     if (keel_io_start(pw->loop, &dc->io, KEEL_IO_READ) != 0) {
+        keel_tls_conn_free(dc->tls);
         close(fd);
         keel_buf_free(&dc->in);
         keel_buf_free(&dc->out);

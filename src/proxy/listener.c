@@ -15,6 +15,9 @@
  */
 #include "proxy/proxy_int.h"
 
+#include "config/schema_gen.h"
+
+#include "base/arena.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -56,6 +59,112 @@ static void on_accept(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
     }
 }
 
+/* Whole file into the arena (certificates and keys are small); NULL when unreadable. */
+static char *read_file(struct keel_arena *a, const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8192;
+            if (ncap > (4u << 20))
+                break;
+            char *nb = keel_arena_xalloc(a, ncap + 1);
+            if (n)
+                memcpy(nb, buf, n);
+            buf = nb;
+            cap = ncap;
+        }
+        size_t r = fread(buf + n, 1, cap - n, fp);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(fp);
+    if (buf)
+        buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* The TLS context of a gateway listener: one certificate per terminating server (SIMPLE), chosen by SNI.
+ * Returns 0 when the listener does not terminate TLS (*out NULL), or an error that keeps it closed. */
+static int build_tls(struct keel_pworker *pw, const struct keel_listener *sl, struct keel_plistener *l,
+                     struct keel_tls_ctx **out)
+{
+    *out = NULL;
+    struct keel_tls_cert certs[16];
+    size_t n = 0;
+    struct keel_arena *a = keel_arena_new(16384);
+    int rc = 0;
+    for (size_t i = 0; i < sl->n_chains && n < 16; i++) {
+        const struct keel_listener_chain *ch = &sl->chains[i];
+        if (!ch->has_tls || ch->https_redirect || ch->tls.mode == KEEL_SERVER_TLS_MODE_PASSTHROUGH ||
+            ch->tls.mode == KEEL_SERVER_TLS_MODE_AUTO_PASSTHROUGH)
+            continue;
+        if (ch->tls.mode != KEEL_SERVER_TLS_MODE_SIMPLE) {
+            if (pw->index == 0)
+                keel_log(KEEL_LOG_ERROR, "listener %s: TLS mode %s is not supported by this build (SIMPLE is)",
+                         sl->name, ch->tls.mode == KEEL_SERVER_TLS_MODE_MUTUAL ? "MUTUAL" : "ISTIO_MUTUAL/OPTIONAL");
+            rc = KEEL_EINVAL;
+            continue;
+        }
+        struct keel_tls_cert *c = &certs[n];
+        memset(c, 0, sizeof(*c));
+        c->hosts = ch->hosts;
+        c->n_hosts = ch->n_hosts;
+        if (ch->tls.credential_name) {
+            const struct keel_secret *sec = keel_secretset_find(pw->secrets, ch->tls.credential_name);
+            if (!sec) {
+                if (pw->index == 0)
+                    keel_log(KEEL_LOG_ERROR, "listener %s: credentialName %s: no TLS Secret of that name in the "
+                             "gateway's namespace", sl->name, ch->tls.credential_name);
+                rc = KEEL_ENOTFOUND;
+                continue;
+            }
+            c->cert_pem = sec->cert;
+            c->cert_len = sec->cert_len;
+            c->key_pem = sec->key;
+            c->key_len = sec->key_len;
+        } else {
+            c->cert_pem = ch->tls.server_certificate ? read_file(a, ch->tls.server_certificate, &c->cert_len) : NULL;
+            c->key_pem = ch->tls.private_key ? read_file(a, ch->tls.private_key, &c->key_len) : NULL;
+            if (!c->cert_pem || !c->key_pem) {
+                if (pw->index == 0)
+                    keel_log(KEEL_LOG_ERROR, "listener %s: cannot read serverCertificate %s / privateKey %s",
+                             sl->name, ch->tls.server_certificate ? ch->tls.server_certificate : "(none)",
+                             ch->tls.private_key ? ch->tls.private_key : "(none)");
+                rc = KEEL_ENOENT;
+                continue;
+            }
+        }
+        l->tls_chain[n] = (int)i;
+        n++;
+    }
+    if (n > 0) {
+        static const char *const alpn[] = {"http/1.1"};
+        const struct keel_listener_tls *t = &sl->chains[l->tls_chain[0]].tls;
+        static const int versions[] = {0, 10, 11, 12, 13}; /* TLS_AUTO, TLSV1_0 .. TLSV1_3 */
+        struct keel_tls_server_options o = {
+            .certs = certs,
+            .n_certs = n,
+            .min_version = t->min_version >= 0 && t->min_version < 5 ? versions[t->min_version] : 0,
+            .max_version = t->max_version >= 0 && t->max_version < 5 ? versions[t->max_version] : 0,
+            .alpn = alpn,
+            .n_alpn = 1,
+        };
+        char err[200] = "";
+        rc = keel_tls_server_ctx_new(&o, out, err, sizeof(err));
+        if (rc && pw->index == 0)
+            keel_log(KEEL_LOG_ERROR, "listener %s: %s", sl->name, err);
+    }
+    keel_arena_free(a);
+    return rc;
+}
+
 static struct keel_plistener *find(struct keel_pworker *pw, enum keel_listener_role role, const struct keel_addr *a)
 {
     for (struct keel_plistener *l = pw->listeners; l; l = l->next)
@@ -65,14 +174,27 @@ static struct keel_plistener *find(struct keel_pworker *pw, enum keel_listener_r
 }
 
 static int open_listener(struct keel_pworker *pw, enum keel_listener_role role, const struct keel_addr *a,
-                         uint32_t port, const char *name)
+                         uint32_t port, const char *name, const struct keel_listener *sl)
 {
     struct keel_plistener *l = find(pw, role, a);
     if (l) {
         l->mark = true;
         l->port = port;
+        /* certificates may have changed with the config: new connections get the new ones */
+        if (sl && l->tls_version != keel_snapshot_version(pw->snap)) {
+            struct keel_tls_ctx *ctx;
+            if (build_tls(pw, sl, l, &ctx) == 0) {
+                keel_tls_ctx_free(l->tls);
+                l->tls = ctx;
+                l->tls_version = keel_snapshot_version(pw->snap);
+            }
+        }
         return 0;
     }
+    struct keel_tls_ctx *tls = NULL;
+    struct keel_plistener probe = {0};
+    if (sl && build_tls(pw, sl, &probe, &tls) != 0)
+        return KEEL_EINVAL; /* a server whose TLS cannot be set up must not serve plain text */
     int fd;
     int rc = keel_sock_listen(a, true, 1024, &fd);
     if (rc != 0) {
@@ -85,8 +207,12 @@ static int open_listener(struct keel_pworker *pw, enum keel_listener_role role, 
     l = calloc(1, sizeof(*l));
     if (!l) {
         close(fd);
+        keel_tls_ctx_free(tls);
         return KEEL_ENOMEM;
     }
+    l->tls = tls;
+    memcpy(l->tls_chain, probe.tls_chain, sizeof(l->tls_chain));
+    l->tls_version = pw->snap ? keel_snapshot_version(pw->snap) : 0;
     l->pw = pw;
     l->fd = fd;
     l->role = role;
@@ -99,6 +225,7 @@ static int open_listener(struct keel_pworker *pw, enum keel_listener_role role, 
     l->pause.data = l;
     if (keel_io_start(pw->loop, &l->io, KEEL_IO_READ) != 0) {
         close(fd);
+        keel_tls_ctx_free(l->tls);
         free(l);
         return KEEL_ENOMEM;
     }
@@ -116,6 +243,7 @@ static void close_listener(struct keel_plistener *l)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
+    keel_tls_ctx_free(l->tls); /* connections keep their own references */
     free(l);
 }
 
@@ -139,12 +267,12 @@ void keel_listeners_reconcile(struct keel_pworker *pw)
             struct keel_addr a;
             if (keel_addr_parse(spec, &a) != 0)
                 continue; /* unix sockets: not in this build */
-            open_listener(pw, KEEL_PL_GATEWAY, &a, ls[i].port, ls[i].name);
+            open_listener(pw, KEEL_PL_GATEWAY, &a, ls[i].port, ls[i].name, &ls[i]);
         }
     } else {
         struct keel_addr a;
         if (opt->outbound_addr && keel_addr_parse(opt->outbound_addr, &a) == 0)
-            open_listener(pw, KEEL_PL_OUTBOUND, &a, keel_addr_port(&a), "virtualOutbound");
+            open_listener(pw, KEEL_PL_OUTBOUND, &a, keel_addr_port(&a), "virtualOutbound", NULL);
     }
     for (struct keel_plistener **pp = &pw->listeners; *pp;) {
         struct keel_plistener *l = *pp;

@@ -21,6 +21,7 @@
 #include "mesh/snapshot.h"
 #include "net/loop.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "proxy/accesslog.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
@@ -61,6 +62,9 @@ struct keel_plistener {
     struct keel_addr addr;
     char name[96]; /* "0.0.0.0_8080" */
     bool mark;     /* reconcile: still wanted */
+    struct keel_tls_ctx *tls; /* terminating TLS (Gateway SIMPLE servers), or NULL */
+    int tls_chain[16];        /* certificate index -> chain index of the snapshot listener */
+    uint64_t tls_version;     /* snapshot version the context was built from */
 };
 
 /* Idle upstream connections to one endpoint ("ip:port"). */
@@ -78,6 +82,7 @@ struct keel_pworker {
     unsigned index;
     struct keel_snapshot *snap; /* current (one reference held) */
     struct keel_logcfg *log;    /* current access-log sink (one reference held) */
+    struct keel_secretset *secrets; /* current TLS secrets (one reference held) */
     struct keel_stats_shard *stats;
     struct keel_plistener *listeners;
     struct keel_map pools;     /* endpoint key -> struct keel_upool * */
@@ -99,6 +104,26 @@ struct keel_logcfg {
 };
 
 void keel_logcfg_unref(struct keel_logcfg *c);
+
+/* TLS Secrets a gateway may name in credentialName (kubernetes.io/tls Secrets of the proxy's namespace), decoded;
+ * published with the snapshot and reference counted like it. */
+struct keel_secret {
+    const char *name;
+    const char *cert;
+    size_t cert_len;
+    const char *key;
+    size_t key_len;
+};
+
+struct keel_secretset {
+    atomic_uint refs;
+    struct keel_arena *arena;
+    struct keel_secret *items;
+    size_t n;
+};
+
+void keel_secretset_unref(struct keel_secretset *s);
+const struct keel_secret *keel_secretset_find(const struct keel_secretset *s, const char *name);
 const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt);
 
 /* ---- listener.c ---------------------------------------------------------------------------------------------- */
@@ -110,7 +135,7 @@ void keel_listeners_close(struct keel_pworker *pw);
 
 /* ---- http1.c ------------------------------------------------------------------------------------------------- */
 
-/* Takes an accepted downstream connection. */
+/* Takes an accepted downstream connection (TLS first when the listener terminates it). */
 void keel_http1_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
 
 /* Called by upstream.c as the upstream connection progresses. */

@@ -54,6 +54,7 @@ struct keel_runtime {
     struct keel_store *store;
     struct keel_snapshot *snap;
     struct keel_logcfg *log;
+    struct keel_secretset *secrets;
     struct keel_proxy_identity id;
     struct keel_arena *id_arena;
     char *last_error; /* why the last reload was refused, or NULL */
@@ -127,6 +128,79 @@ static struct keel_logcfg *logcfg_from_store(const struct keel_store *store, con
     return c;
 }
 
+/* ---- TLS secrets ----------------------------------------------------------------------------------------------- */
+
+static struct keel_secretset *secretset_ref(struct keel_secretset *s)
+{
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+void keel_secretset_unref(struct keel_secretset *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    keel_arena_free(s->arena);
+    free(s);
+}
+
+const struct keel_secret *keel_secretset_find(const struct keel_secretset *s, const char *name)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (strcmp(s->items[i].name, name) == 0)
+            return &s->items[i];
+    return NULL;
+}
+
+/* Secrets value: data (base64) or stringData (plain). */
+static bool secret_value(struct keel_arena *a, const struct keel_secret_object *so, const char *key, const char **out,
+                         size_t *len)
+{
+    for (size_t i = 0; i < so->n_string_data; i++)
+        if (strcmp(so->string_data[i].key, key) == 0) {
+            *out = so->string_data[i].value;
+            *len = strlen(*out);
+            return true;
+        }
+    for (size_t i = 0; i < so->n_data; i++) {
+        if (strcmp(so->data[i].key, key) != 0)
+            continue;
+        size_t in = strlen(so->data[i].value);
+        char *buf = keel_arena_xalloc(a, in + 8);
+        ssize_t n = keel_tls_base64_decode(so->data[i].value, in, buf, in + 8);
+        if (n < 0)
+            return false;
+        *out = buf;
+        *len = (size_t)n;
+        return true;
+    }
+    return false;
+}
+
+/* The TLS Secrets of the proxy's namespace (Istio: credentialName refers to the gateway's namespace). */
+static struct keel_secretset *secrets_from_store(const struct keel_store *store, const char *ns)
+{
+    struct keel_secretset *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    atomic_init(&s->refs, 1);
+    s->arena = keel_arena_new(4096);
+    size_t n;
+    const struct keel_resource *const *v = keel_store_list_ns(store, KEEL_KIND_SECRET, ns, &n);
+    s->items = keel_arena_xalloc(s->arena, (n + 1) * sizeof(*s->items));
+    for (size_t i = 0; i < n; i++) {
+        const struct keel_secret_object *so = v[i]->body;
+        struct keel_secret *it = &s->items[s->n];
+        if (!so || !secret_value(s->arena, so, "tls.crt", &it->cert, &it->cert_len) ||
+            !secret_value(s->arena, so, "tls.key", &it->key, &it->key_len))
+            continue;
+        it->name = keel_arena_strdup(s->arena, v[i]->meta.name);
+        s->n++;
+    }
+    return s;
+}
+
 /* ---- publishing to workers ------------------------------------------------------------------------------------ */
 
 static void worker_take_config(struct keel_worker *w, void *data)
@@ -142,6 +216,9 @@ static void worker_take_config(struct keel_worker *w, void *data)
     struct keel_logcfg *oldlog = pw->log;
     pw->log = logcfg_ref(rt->log);
     keel_logcfg_unref(oldlog);
+    struct keel_secretset *oldsec = pw->secrets;
+    pw->secrets = secretset_ref(rt->secrets);
+    keel_secretset_unref(oldsec);
     keel_listeners_reconcile(pw);
 }
 
@@ -195,13 +272,16 @@ static int load_config(struct keel_runtime *rt, bool first)
     }
     keel_diags_free(&warn);
     struct keel_logcfg *log = logcfg_from_store(store, keel_store_mesh_defaults(store)->root_ns);
+    struct keel_secretset *secrets = secrets_from_store(store, rt->id.ns ? rt->id.ns : rt->opt.ns);
     /* swap: workers take their references in the broadcast */
     struct keel_snapshot *old_snap = rt->snap;
     struct keel_logcfg *old_log = rt->log;
+    struct keel_secretset *old_secrets = rt->secrets;
     struct keel_loadset *old_ls = rt->ls;
     struct keel_store *old_store = rt->store;
     rt->snap = snap;
     rt->log = log;
+    rt->secrets = secrets;
     rt->ls = ls;
     rt->store = store;
     free(rt->last_error);
@@ -211,6 +291,7 @@ static int load_config(struct keel_runtime *rt, bool first)
         keel_workers_broadcast(rt->ws, worker_take_config, rt);
     keel_snapshot_unref(old_snap);
     keel_logcfg_unref(old_log);
+    keel_secretset_unref(old_secrets);
     keel_store_free(old_store);
     if (old_ls) {
         keel_loadset_free(old_ls);
@@ -350,6 +431,7 @@ static int worker_init(struct keel_worker *w, void *data)
     keel_worker_set_data(w, pw);
     pw->snap = keel_snapshot_ref(rt->snap);
     pw->log = logcfg_ref(rt->log);
+    pw->secrets = secretset_ref(rt->secrets);
     keel_listeners_reconcile(pw);
     return 0;
 }
