@@ -448,6 +448,15 @@ static void stream_route(struct keel_stream *st)
         return;
     }
     st->route = t ? keel_route_match(t, &st->req, port, NULL) : NULL;
+    if (!t && st->dc->role == KEEL_PL_OUTBOUND) {
+        /* a port no service uses: the outbound traffic policy decides (allow_any: pass
+         * through to the address asked for; block_all: 502), as in every table's "*" host */
+        size_t n = 0;
+        const struct keel_route_table *const *all = keel_snapshot_route_tables(st->snap, &n);
+        const struct keel_vhost *vh = n ? keel_route_vhost(all[0], keel_str_c("*")) : NULL;
+        if (vh && vh->n_routes)
+            st->route = vh->routes[vh->n_routes - 1];
+    }
     if (!st->route) {
         keel_stats_add(dc->pw->stats, KEEL_STAT_DOWNSTREAM_RQ_NO_ROUTE, 1);
         local_reply(st, 404, KEEL_RF(NO_ROUTE_FOUND), "route_not_found", "", 0, NULL, 0);
@@ -481,6 +490,50 @@ static void stream_route(struct keel_stream *st)
     stream_dispatch_upstream(st);
 }
 
+/* The request's authority as an endpoint when it is an IP address (PassthroughCluster), else NULL. */
+static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
+{
+    struct keel_str a = st->req.authority;
+    char host[128];
+    uint32_t port = 80;
+    size_t hn = a.n;
+    if (a.n && a.p[0] == '[') {
+        const char *rb = memchr(a.p, ']', a.n);
+        if (!rb)
+            return NULL;
+        hn = (size_t)(rb - a.p) + 1;
+    } else {
+        const char *colon = memchr(a.p, ':', a.n);
+        if (colon)
+            hn = (size_t)(colon - a.p);
+    }
+    if (hn < a.n && a.p[hn] == ':') {
+        uint64_t v;
+        if (keel_str_to_u64((struct keel_str){a.p + hn + 1, a.n - hn - 1}, 65535, &v) != 0 || v == 0)
+            return NULL;
+        port = (uint32_t)v;
+    }
+    if (hn == 0 || hn >= sizeof(host))
+        return NULL;
+    memcpy(host, a.p, hn);
+    host[hn] = '\0';
+    char spec[160];
+    snprintf(spec, sizeof(spec), "%s:%u", host, port);
+    struct keel_addr addr;
+    if (keel_addr_parse(spec, &addr) != 0)
+        return NULL; /* a name, not an address */
+    struct keel_endpoint *ep = keel_arena_xalloc(st->arena, sizeof(*ep));
+    if (host[0] == '[') {
+        host[hn - 1] = '\0';
+        ep->address = keel_arena_strdup(st->arena, host + 1);
+    } else {
+        ep->address = keel_arena_strdup(st->arena, host);
+    }
+    ep->port = port;
+    ep->weight = 1;
+    return ep;
+}
+
 /* Picks a destination and endpoint and attaches an upstream connection. */
 static void stream_dispatch_upstream(struct keel_stream *st)
 {
@@ -499,7 +552,17 @@ static void stream_dispatch_upstream(struct keel_stream *st)
         local_reply(st, 502, 0, "blackhole", "", 0, NULL, 0);
         return;
     }
-    st->ep = keel_upstream_pick(dc->pw, c, st->tried);
+    if (c->type == KEEL_CLUSTER_ORIGINAL_DST) {
+        /* PassthroughCluster: the destination the client asked for */
+        st->ep = passthrough_endpoint(st);
+        if (!st->ep) {
+            local_reply(st, 503, KEEL_RF(NO_HEALTHY_UPSTREAM), "passthrough_needs_address",
+                        "passthrough to a host name needs DNS, which this build does not do yet", 70, NULL, 0);
+            return;
+        }
+    } else {
+        st->ep = keel_upstream_pick(dc->pw, c, st->tried);
+    }
     if (!st->ep) {
         local_reply(st, 503, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream", "no healthy upstream", 19, NULL,
                     0);

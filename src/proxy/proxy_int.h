@@ -6,6 +6,7 @@
  *   listener.c  per-worker listeners, reconciled with each new snapshot
  *   http1.c     downstream HTTP/1.1 connections and the request exchange
  *   upstream.c  upstream connections, per-worker pools, endpoint choice
+ *   tcp.c       L4 sessions: TCP proxying and TLS passthrough by SNI (sni.c)
  *
  * Threads: a struct keel_pworker and everything hanging off it belong to one
  * worker thread; only the runtime's published snapshot pointer and the
@@ -49,6 +50,7 @@ enum keel_listener_role {
     KEEL_PL_GATEWAY,  /* a Gateway server port: route tables from its chains */
     KEEL_PL_OUTBOUND, /* sidecar outbound: route by Host/:authority and port */
     KEEL_PL_INBOUND,  /* sidecar inbound: to the workload's own ports */
+    KEEL_PL_OUTBOUND_TCP, /* sidecar outbound, one per TCP service port: on the outbound address's IP (tcp.c) */
 };
 
 struct keel_plistener {
@@ -181,6 +183,20 @@ void keel_upstream_pause(struct keel_upconn *uc, bool pause);
 void keel_upstream_release(struct keel_upconn *uc, bool keep_alive);
 /* Closes every pooled connection of the worker. */
 void keel_upstream_pools_close(struct keel_pworker *pw);
+/* Frees the worker's pools and load-balancer state (after its loop stopped). */
+void keel_upstream_state_free(struct keel_pworker *pw);
+/* Counts a connection to ep that is not from the pool (tcp.c) in the endpoint's in-flight count, which
+ * LEAST_REQUEST compares: +1 when it opens, -1 when it closes. */
+void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta);
+
+/* ---- tcp.c --------------------------------------------------------------------------------------------------- */
+
+/* True when the connections of a snapshot listener are proxied at L4: every chain has a TCP/TLS table (TCP
+ * servers, TLS PASSTHROUGH / AUTO_PASSTHROUGH, TLS terminated to tcp routes). Ports with an HTTP table
+ * (plain HTTP, terminated HTTPS) stay with http1.c. */
+bool keel_tcp_listener_is_l4(const struct keel_listener *l);
+/* Takes an accepted downstream connection of a gateway L4 listener or a KEEL_PL_OUTBOUND_TCP listener. */
+void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
 
 /* xorshift64* on the worker's state */
 static inline uint32_t keel_pworker_random(struct keel_pworker *pw)

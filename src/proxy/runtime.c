@@ -222,6 +222,60 @@ static void worker_take_config(struct keel_worker *w, void *data)
     keel_listeners_reconcile(pw);
 }
 
+/* ---- identity ---------------------------------------------------------------------------------------------------- */
+
+/* A sidecar named by --workload NAME.NAMESPACE takes its labels, namespace and service account from the
+ * WorkloadEntry or Pod of that name. */
+static int resolve_identity(struct keel_runtime *rt, const struct keel_store *store, struct keel_arena *a)
+{
+    struct keel_proxy_identity *id = &rt->id;
+    id->kind = rt->opt.mode == KEEL_PROXY_MODE_ROUTER ? KEEL_PROXY_ROUTER : KEEL_PROXY_SIDECAR;
+    id->ns = rt->opt.ns;
+    id->labels = rt->opt.labels;
+    id->n_labels = rt->opt.n_labels;
+    id->service_account = rt->opt.service_account;
+    id->workload = rt->opt.workload;
+    if (!rt->opt.workload || !store)
+        return 0;
+    char name[256];
+    snprintf(name, sizeof(name), "%s", rt->opt.workload);
+    char *dot = strchr(name, '.');
+    const char *ns = rt->opt.ns;
+    if (dot) {
+        *dot = '\0';
+        ns = dot + 1;
+    }
+    /* copied: the store and its loadset go away at the next reload */
+    const struct keel_kv_str *labels = NULL;
+    size_t n = 0;
+    const char *sa = NULL;
+    const struct keel_resource *r = keel_store_get(store, KEEL_KIND_WORKLOAD_ENTRY, ns, name);
+    if (r && r->spec) {
+        const struct keel_workload_entry *we = r->spec;
+        labels = we->labels;
+        n = we->n_labels;
+        sa = we->service_account ? we->service_account : "default";
+    } else if ((r = keel_store_get(store, KEEL_KIND_POD, ns, name)) != NULL) {
+        labels = r->meta.labels;
+        n = r->meta.n_labels;
+    }
+    if (r) {
+        struct keel_kv_str *kv = keel_arena_xalloc(a, (n + 1) * sizeof(*kv));
+        for (size_t i = 0; i < n; i++) {
+            kv[i].key = keel_arena_strdup(a, labels[i].key);
+            kv[i].value = keel_arena_strdup(a, labels[i].value);
+        }
+        id->ns = keel_arena_strdup(a, ns);
+        id->labels = kv;
+        id->n_labels = n;
+        id->service_account = sa ? keel_arena_strdup(a, sa) : rt->opt.service_account;
+        return 0;
+    }
+    keel_log(KEEL_LOG_ERROR, "workload %s: no WorkloadEntry or Pod named %s in namespace %s", rt->opt.workload, name,
+             ns);
+    return KEEL_ENOTFOUND;
+}
+
 /* Reads the config folder; publishes it when valid. Returns 0, or KEEL_EINVALID_CONFIG (kept the last good). */
 static int load_config(struct keel_runtime *rt, bool first)
 {
@@ -262,9 +316,20 @@ static int load_config(struct keel_runtime *rt, bool first)
         free(ls);
         return KEEL_ENOMEM;
     }
+    struct keel_arena *id_arena = keel_arena_new(1024);
+    if (resolve_identity(rt, store, id_arena) != 0) {
+        keel_arena_free(id_arena);
+        keel_store_free(store);
+        keel_loadset_free(ls);
+        free(ls);
+        rt->reload_failures++;
+        return KEEL_ENOTFOUND;
+    }
     struct keel_diags warn;
     keel_diags_init(&warn);
     struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, &warn);
+    keel_arena_free(rt->id_arena); /* the snapshot has its own copy of the identity */
+    rt->id_arena = id_arena;
     for (size_t i = 0; i < keel_diags_count(&warn); i++) {
         const struct keel_diag *g = keel_diags_at(&warn, i);
         keel_log(KEEL_LOG_WARN, "%s%s%s: %s", g->kind ? g->kind : "config", g->name ? " " : "",
@@ -441,7 +506,14 @@ static void worker_fini(struct keel_worker *w, void *data)
     (void)data;
     struct keel_pworker *pw = keel_worker_data(w);
     keel_listeners_close(pw);
-    keel_upstream_pools_close(pw);
+    keel_upstream_state_free(pw);
+    keel_snapshot_unref(pw->snap);
+    pw->snap = NULL;
+    keel_logcfg_unref(pw->log);
+    pw->log = NULL;
+    keel_secretset_unref(pw->secrets);
+    pw->secrets = NULL;
+    keel_buf_free(&pw->logline);
 }
 
 static void worker_drain(struct keel_worker *w, void *data)
@@ -502,50 +574,6 @@ static void on_signal(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
     }
 }
 
-/* ---- identity ---------------------------------------------------------------------------------------------------- */
-
-/* A sidecar named by --workload NAME.NAMESPACE takes its labels, namespace and service account from the
- * WorkloadEntry or Pod of that name. */
-static int resolve_identity(struct keel_runtime *rt)
-{
-    struct keel_proxy_identity *id = &rt->id;
-    id->kind = rt->opt.mode == KEEL_PROXY_MODE_ROUTER ? KEEL_PROXY_ROUTER : KEEL_PROXY_SIDECAR;
-    id->ns = rt->opt.ns;
-    id->labels = rt->opt.labels;
-    id->n_labels = rt->opt.n_labels;
-    id->service_account = rt->opt.service_account;
-    id->workload = rt->opt.workload;
-    if (!rt->opt.workload || !rt->store)
-        return 0;
-    char name[256];
-    snprintf(name, sizeof(name), "%s", rt->opt.workload);
-    char *dot = strchr(name, '.');
-    const char *ns = rt->opt.ns;
-    if (dot) {
-        *dot = '\0';
-        ns = dot + 1;
-    }
-    const struct keel_resource *r = keel_store_get(rt->store, KEEL_KIND_WORKLOAD_ENTRY, ns, name);
-    if (r && r->spec) {
-        const struct keel_workload_entry *we = r->spec;
-        id->ns = keel_arena_strdup(rt->id_arena, ns);
-        id->labels = we->labels;
-        id->n_labels = we->n_labels;
-        id->service_account = we->service_account ? we->service_account : "default";
-        return 0;
-    }
-    r = keel_store_get(rt->store, KEEL_KIND_POD, ns, name);
-    if (r) {
-        id->ns = keel_arena_strdup(rt->id_arena, ns);
-        id->labels = r->meta.labels;
-        id->n_labels = r->meta.n_labels;
-        return 0;
-    }
-    keel_log(KEEL_LOG_ERROR, "workload %s: no WorkloadEntry or Pod named %s in namespace %s", rt->opt.workload, name,
-             ns);
-    return KEEL_ENOTFOUND;
-}
-
 /* ---- entry ------------------------------------------------------------------------------------------------------- */
 
 int keel_proxy_run(const struct keel_proxy_options *opt)
@@ -578,13 +606,9 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     rt->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    /* the identity may name a workload in the config: load once, resolve, rebuild */
-    resolve_identity(rt);
-    if (load_config(rt, true) == 0 && rt->opt.workload) {
-        if (resolve_identity(rt) != 0)
-            return 1;
-        load_config(rt, true);
-    }
+    /* a workload named on the command line must exist in the config */
+    if (load_config(rt, true) == KEEL_ENOTFOUND)
+        return 1;
     unsigned n = rt->opt.concurrency;
     if (n == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -625,8 +649,11 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
                                      .config_dump = adm_config_dump,
                                      .clusters = adm_clusters,
                                      .drain = adm_drain};
-    if (keel_addr_parse(rt->opt.admin_addr, &aa) != 0 || keel_admin_start(rt->loop, &aa, &src, &rt->admin) != 0) {
-        keel_log(KEEL_LOG_ERROR, "cannot serve the admin API on %s", rt->opt.admin_addr);
+    int arc = keel_addr_parse(rt->opt.admin_addr, &aa);
+    if (arc == 0)
+        arc = keel_admin_start(rt->loop, &aa, &src, &rt->admin);
+    if (arc != 0) {
+        keel_log(KEEL_LOG_ERROR, "cannot serve the admin API on %s: %s", rt->opt.admin_addr, keel_strerror(arc));
         keel_workers_stop_join(rt->ws);
         return 1;
     }
@@ -660,5 +687,27 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     keel_workers_stop_join(rt->ws);
     keel_log(KEEL_LOG_INFO, "stopped");
     int code = rt->exit_code;
+    for (unsigned i = 0; i < rt->npw; i++) {
+        keel_stats_shard_free(rt->shards[i]);
+        free(rt->pws[i]);
+    }
+    free(rt->shards);
+    free(rt->pws);
+    keel_snapshot_unref(rt->snap);
+    keel_logcfg_unref(rt->log);
+    keel_secretset_unref(rt->secrets);
+    keel_store_free(rt->store);
+    if (rt->ls) {
+        keel_loadset_free(rt->ls);
+        free(rt->ls);
+    }
+    if (rt->sigfd >= 0) {
+        keel_io_stop(&rt->sig_io);
+        close(rt->sigfd);
+    }
+    keel_loop_free(rt->loop);
+    keel_arena_free(rt->id_arena);
+    free(rt->last_error);
+    free(rt);
     return code;
 }

@@ -85,11 +85,24 @@ const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const st
         return &c->endpoints[0];
     switch (c->lb.policy) {
     case KEEL_LB_ROUND_ROBIN: {
-        uintptr_t cur = (uintptr_t)keel_map_get(&pw->rr, c->name, strlen(c->name));
+        /* per-worker cursor per cluster; the key is our own copy of the name, since the
+         * snapshot that owns c->name may be gone by the next request */
+        size_t klen = strlen(c->name);
+        uintptr_t cur = 0;
+        void *v = keel_map_get(&pw->rr, c->name, klen);
+        if (v) {
+            cur = (uintptr_t)v - 1;
+        } else {
+            char *key = strdup(c->name);
+            if (!key || keel_map_put(&pw->rr, key, klen, (void *)1, NULL) != 0) {
+                free(key);
+                return weighted(c, keel_pworker_random(pw), avoid);
+            }
+        }
         const struct keel_endpoint *ep = &c->endpoints[cur % c->n_endpoints];
         if (ep == avoid)
             ep = &c->endpoints[++cur % c->n_endpoints];
-        keel_map_put(&pw->rr, c->name, strlen(c->name), (void *)(cur + 1), NULL);
+        keel_map_put(&pw->rr, c->name, klen, (void *)(cur + 2), NULL); /* existing key: kept, value replaced */
         return ep;
     }
     case KEEL_LB_RANDOM:
@@ -358,6 +371,21 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
     keel_timer_start(uc->pw->loop, &uc->timer, KEEL_PROXY_UP_IDLE_MS, on_timer, uc);
 }
 
+void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta)
+{
+    char key[KEEL_ADDR_STRLEN];
+    endpoint_key(ep, key, sizeof(key));
+    struct keel_upool *p = pool_get(pw, key, delta > 0);
+    if (!p)
+        return;
+    if (delta > 0)
+        p->active += (size_t)delta;
+    else if (p->active >= (size_t)-delta)
+        p->active -= (size_t)-delta;
+    else
+        p->active = 0;
+}
+
 void keel_upstream_pools_close(struct keel_pworker *pw)
 {
     size_t it = 0;
@@ -367,4 +395,18 @@ void keel_upstream_pools_close(struct keel_pworker *pw)
         while (p->idle)
             upconn_close(p->idle); /* unlinks itself */
     }
+}
+
+void keel_upstream_state_free(struct keel_pworker *pw)
+{
+    keel_upstream_pools_close(pw);
+    size_t it = 0;
+    const struct keel_map_slot *s;
+    while ((s = keel_map_next(&pw->pools, &it)) != NULL)
+        free(s->val);
+    keel_map_free(&pw->pools);
+    it = 0;
+    while ((s = keel_map_next(&pw->rr, &it)) != NULL)
+        free((void *)s->key);
+    keel_map_free(&pw->rr);
 }
