@@ -1,11 +1,12 @@
 # Keel - thin wrapper over CMake presets. See README.md.
 #   make deps    install the Debian packages the build and tests need
 #   make         debug build (build/debug)
-#   make test    unit + conformance + guide + CLI tests, then the same under ASan+UBSan
+#   make test    every test (unit, conformance, guide, integration, corpus replay) in the debug
+#                build, then the same under ASan+UBSan, then a warnings-only release build
 #   make demo    build, then run the bundled examples
 #   make bench   release build + benchmarks (bench/)
 #   make fuzz    libFuzzer targets (build/fuzz), FUZZ_SECONDS per target
-.PHONY: all deps build test test-debug test-asan demo bench fuzz clean format
+.PHONY: all deps build test test-debug test-asan test-release demo bench fuzz clean format
 
 JOBS ?= 2
 FUZZ_SECONDS ?= 60
@@ -19,7 +20,7 @@ build: deps
 	@cmake --preset debug >/dev/null
 	@cmake --build --preset debug -j $(JOBS)
 
-test: deps test-debug test-asan
+test: deps test-debug test-asan test-release
 
 test-debug: build
 	@ctest --preset debug -j $(JOBS)
@@ -28,6 +29,11 @@ test-asan: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 	@ctest --preset asan -j $(JOBS)
+
+# -O3 lets gcc see warnings (-Wformat-truncation, -Wstringop-*) that -O0 does not; -Werror makes them fail.
+test-release: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
 
 demo: build
 	@bash tools/demo.sh $(ARGS)

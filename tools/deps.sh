@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # deps.sh - install the Debian packages Keel's build, tests and demo need.
 #
+#   tools/deps.sh          build, tests, demo (what `make deps` and CI install)
+#   tools/deps.sh bench    the same plus the benchmarks' tools (bench/run.sh calls it;
+#                          CI does not need them, so the default never installs them)
+#
 # Idempotent: packages already present are not touched, and apt-get runs only
 # when something is missing. Needs root or sudo. Used by `make deps`, which
 # `make test` and `make demo` call first, so both work on a fresh machine.
@@ -15,6 +19,19 @@ PKGS=(
   # tests
   libcmocka-dev python3 python3-yaml curl time
 )
+
+# bench/proxy_bench.sh: the proxies keel is compared with, the load generators
+# (wrk; h2load for fixed-rate and h2c load), taskset and pgrep for pinning and
+# /proc readings. (Debian's nginx-light is only a transitional package.)
+BENCH_PKGS=(
+  haproxy nginx wrk nghttp2-client util-linux procps
+)
+
+case "${1:-}" in
+  "") ;;
+  bench) PKGS+=("${BENCH_PKGS[@]}") ;;
+  *) echo "usage: tools/deps.sh [bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

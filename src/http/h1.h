@@ -172,7 +172,7 @@ struct keel_h1_chunked {
     /* After KEEL_H1_CHUNKED_END: the trailer field lines, each with its CRLF, without the final empty
      * line (empty when there were none). Points into the input of the last call. */
     struct keel_str trailers;
-    size_t max_trailers; /* bytes; keel_h1_chunked_init() sets KEEL_H1_MAX_TRAILERS */
+    size_t max_trailers; /* bytes; keel_h1_chunked_init() sets KEEL_H1_MAX_TRAILERS (0 also means it) */
     /* private */
     uint64_t _size;  /* chunk-size being read, then bytes of chunk data left */
     uint32_t _count; /* digits of the chunk-size, then bytes of its extensions */

@@ -13,6 +13,7 @@
 #include "mesh/regex.h"
 #include "mesh/snapshot.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,16 @@ struct vec {
     void *v;
     size_t n, cap;
 };
+
+/* Field paths for diagnostics ("spec.http[0].match[1].uri"). A path longer than its buffer is cut short,
+ * which only shortens a message; vsnprintf keeps gcc's -Wformat-truncation from flagging every call. */
+__attribute__((format(printf, 3, 4))) static void subpath(char *dst, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+}
 
 static void *vec_push(struct keel_arena *a, struct vec *x, size_t elem)
 {
@@ -197,14 +208,14 @@ static bool compile_cond(const struct keel_rules_ctx *x, const struct keel_resou
         return true;
     char p[KEEL_PATH_MAX];
     if (m->uri && (m->uri->exact || m->uri->prefix || m->uri->regex)) {
-        snprintf(p, sizeof(p), "%s.uri", path);
+        subpath(p, sizeof(p), "%s.uri", path);
         if (!compile_sm(x, res, p, m->uri, false, &c->uri))
             return false;
         c->uri.ignore_case = m->ignore_uri_case && c->uri.kind != KEEL_SM_REGEX;
     }
     struct vec hv = {0};
     for (size_t i = 0; i < m->n_headers; i++) {
-        snprintf(p, sizeof(p), "%s.headers.%s", path, m->headers[i].key);
+        subpath(p, sizeof(p), "%s.headers.%s", path, m->headers[i].key);
         if (keel_cstr_has_prefix(m->headers[i].key, "@request.auth.claims")) {
             keel_snapshot_warn(b, res, p, "JWT claim based routing is not supported yet: this match is not used");
             return false;
@@ -213,7 +224,7 @@ static bool compile_cond(const struct keel_rules_ctx *x, const struct keel_resou
             return false;
     }
     for (size_t i = 0; i < m->n_without_headers; i++) {
-        snprintf(p, sizeof(p), "%s.withoutHeaders.%s", path, m->without_headers[i].key);
+        subpath(p, sizeof(p), "%s.withoutHeaders.%s", path, m->without_headers[i].key);
         if (keel_cstr_has_prefix(m->without_headers[i].key, "@request.auth.claims")) {
             keel_snapshot_warn(b, res, p, "JWT claim based routing is not supported yet: this match is not used");
             return false;
@@ -235,7 +246,7 @@ static bool compile_cond(const struct keel_rules_ctx *x, const struct keel_resou
         const struct keel_string_match *sm = *(struct keel_string_match *const *)((const char *)m + pseudo[i].off);
         if (!sm)
             continue;
-        snprintf(p, sizeof(p), "%s.%s", path, pseudo[i].field);
+        subpath(p, sizeof(p), "%s.%s", path, pseudo[i].field);
         if (!add_header_matcher(x, res, p, &hv, pseudo[i].header, sm, false))
             return false;
     }
@@ -244,7 +255,7 @@ static bool compile_cond(const struct keel_rules_ctx *x, const struct keel_resou
     if (m->n_query_params) {
         struct keel_query_matcher *q = keel_arena_xalloc(b->arena, m->n_query_params * sizeof(*q));
         for (size_t i = 0; i < m->n_query_params; i++) {
-            snprintf(p, sizeof(p), "%s.queryParams.%s", path, m->query_params[i].key);
+            subpath(p, sizeof(p), "%s.queryParams.%s", path, m->query_params[i].key);
             q[i].name = dup(b, m->query_params[i].key);
             q[i].name_len = strlen(q[i].name);
             if (!compile_sm(x, res, p, &m->query_params[i].value, true, &q[i].m))
@@ -541,7 +552,7 @@ static const struct keel_cors *compile_cors(const struct keel_rules_ctx *x, cons
     for (size_t i = 0; i < n; i++) {
         if (in->n_allow_origins) {
             char p[KEEL_PATH_MAX];
-            snprintf(p, sizeof(p), "%s.corsPolicy.allowOrigins[%zu]", path, i);
+            subpath(p, sizeof(p), "%s.corsPolicy.allowOrigins[%zu]", path, i);
             if (compile_sm(x, res, p, &in->allow_origins[i], false, &o[k]))
                 k++;
         } else {
@@ -685,7 +696,7 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
                 a->rewrite_uri = keel_regex_from_re2_substitution(
                     b->arena, h->rewrite->uri_regex_rewrite->rewrite ? h->rewrite->uri_regex_rewrite->rewrite : "");
             } else {
-                snprintf(p, sizeof(p), "%s.rewrite.uriRegexRewrite.match", path);
+                subpath(p, sizeof(p), "%s.rewrite.uriRegexRewrite.match", path);
                 keel_snapshot_warn(b, res, p, "regex does not compile (%s): the path is not rewritten", err);
             }
         } else if (!keel_cstr_empty(h->rewrite->uri)) {
@@ -705,12 +716,12 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
             pm = per_million((double)h->mirror_percent);
         else if (keel_obj_has(&h->_o, "mirror_percent"))
             pm = per_million((double)h->mirror_percent_legacy);
-        snprintf(p, sizeof(p), "%s.mirror", path);
+        subpath(p, sizeof(p), "%s.mirror", path);
         add_mirror(x, res, p, h->mirror, pm, &mv);
     }
     for (size_t i = 0; i < h->n_mirrors; i++) {
         const struct keel_http_mirror *m = &h->mirrors[i];
-        snprintf(p, sizeof(p), "%s.mirrors[%zu].destination", path, i);
+        subpath(p, sizeof(p), "%s.mirrors[%zu].destination", path, i);
         add_mirror(x, res, p, m->destination, m->percentage ? per_million(m->percentage->value) : PER_MILLION, &mv);
     }
     a->mirrors = mv.v;
@@ -725,7 +736,7 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
             continue; /* zero weights are dropped when there are several destinations */
         if (!rd->destination)
             continue;
-        snprintf(p, sizeof(p), "%s.route[%zu].destination", path, i);
+        subpath(p, sizeof(p), "%s.route[%zu].destination", path, i);
         resolve_dest(x, res, p, rd->destination, &d[n].cluster_name, &d[n].cluster);
         d[n].weight = h->n_route == 1 ? 1 : (uint32_t)(rd->weight > UINT32_MAX ? UINT32_MAX : rd->weight);
         total += d[n].weight;
@@ -762,7 +773,7 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
         rip = &ri;
     }
     bool hash = n == 1 && d[0].cluster && d[0].cluster->lb.hash_key != KEEL_HASH_NONE;
-    snprintf(p, sizeof(p), "%s.retries.retryOn", path);
+    subpath(p, sizeof(p), "%s.retries.retryOn", path);
     compile_retry(b, res, p, rip, hash, &a->retry);
 }
 
@@ -779,7 +790,7 @@ static const struct keel_route_action *compile_action(const struct keel_rules_ct
     else
         compile_forward(x, res, path, h, authority, a);
     char p[KEEL_PATH_MAX];
-    snprintf(p, sizeof(p), "%s.fault", path);
+    subpath(p, sizeof(p), "%s.fault", path);
     a->fault = compile_fault(b, res, p, h->fault);
     a->cors = compile_cors(x, res, path, h->cors_policy);
     return a;
@@ -798,7 +809,7 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
     size_t catchall_rule = SIZE_MAX;
     for (size_t i = 0; vs && i < vs->n_http && catchall_rule == SIZE_MAX; i++) {
         const struct keel_http_route *h = &vs->http[i];
-        snprintf(path, sizeof(path), "spec.http[%zu]", i);
+        subpath(path, sizeof(path), "spec.http[%zu]", i);
         if (h->delegate) {
             keel_snapshot_warn_at(b, res, keel_obj_loc(&h->_o, "delegate"), path,
                                   "delegate VirtualServices are not supported yet: this rule is ignored");
@@ -811,7 +822,7 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
             if (!block_applies(x, res, m))
                 continue;
             struct keel_route *r = keel_arena_xalloc(b->arena, sizeof(*r));
-            snprintf(p, sizeof(p), "%s.match[%zu]", path, j);
+            subpath(p, sizeof(p), "%s.match[%zu]", path, j);
             if (!compile_cond(x, res, p, m, &r->cond))
                 continue;
             if (!act)
@@ -834,7 +845,7 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
             if (r->catch_all) {
                 catchall_rule = i; /* routes are matched in order: nothing after this one can match */
                 if (j + 1 < nm) {
-                    snprintf(p, sizeof(p), "%s.match[%zu]", path, j + 1);
+                    subpath(p, sizeof(p), "%s.match[%zu]", path, j + 1);
                     keel_snapshot_warn(b, res, p,
                                        "match not used: an earlier match of this rule matches every "
                                        "request");
@@ -844,7 +855,7 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
         }
     }
     for (size_t i = catchall_rule + 1; catchall_rule != SIZE_MAX && i < vs->n_http; i++) {
-        snprintf(path, sizeof(path), "spec.http[%zu]", i);
+        subpath(path, sizeof(path), "spec.http[%zu]", i);
         keel_snapshot_warn_at(b, res, keel_obj_item_loc(&vs->_o, "http", i), path,
                               "virtualService rule not used: rule spec.http[%zu] matches every request", catchall_rule);
     }
@@ -919,7 +930,7 @@ static void l4_dests(const struct keel_rules_ctx *x, const struct keel_resource 
         if ((n_rd > 1 && rd[i].weight <= 0) || !rd[i].destination)
             continue;
         char p[KEEL_PATH_MAX];
-        snprintf(p, sizeof(p), "%s.route[%zu].destination", path, i);
+        subpath(p, sizeof(p), "%s.route[%zu].destination", path, i);
         resolve_dest(x, res, p, rd[i].destination, &d[n].cluster_name, &d[n].cluster);
         d[n].weight = n_rd == 1 ? 1 : (uint32_t)(rd[i].weight > UINT32_MAX ? UINT32_MAX : rd[i].weight);
         total += d[n].weight;
@@ -941,14 +952,14 @@ size_t keel_rules_compile_l4(const struct keel_rules_ctx *x, const struct keel_r
     char path[KEEL_PATH_MAX], label[300];
     keel_resource_label(res, label, sizeof(label));
     for (size_t i = 0; i < nrules; i++) {
-        snprintf(path, sizeof(path), "spec.%s[%zu]", tls ? "tls" : "tcp", i);
+        subpath(path, sizeof(path), "spec.%s[%zu]", tls ? "tls" : "tcp", i);
         size_t nm = tls ? vs->tls[i].n_match : vs->tcp[i].n_match;
         struct keel_l4_cond *conds = keel_arena_xalloc(b->arena, (nm + 1) * sizeof(*conds));
         size_t nc = 0;
         for (size_t j = 0; j < nm; j++) {
             struct keel_l4_cond *c = &conds[nc];
             char p[KEEL_PATH_MAX + 64];
-            snprintf(p, sizeof(p), "%s.match[%zu]", path, j);
+            subpath(p, sizeof(p), "%s.match[%zu]", path, j);
             if (tls) {
                 const struct keel_tls_match *m = &vs->tls[i].match[j];
                 if (!l4_applies(x, res, m->port, (const char *const *)m->gateways, m->n_gateways, m->source_labels,

@@ -265,7 +265,12 @@ static void local_reply(struct keel_stream *st, int status, uint32_t flag, const
     st->status = status;
     st->flags |= flag;
     st->details = details;
-    if (!body) {
+    /* RFC 9110 §6.4.1/§8.6: 1xx, 204 and 304 carry no body and 204 must not carry Content-Length. */
+    bool bodiless = status < 200 || status == 204 || status == 304;
+    if (bodiless) {
+        body = "";
+        body_len = 0;
+    } else if (!body) {
         body = keel_h1_reason(status);
         body_len = strlen(body);
     }
@@ -274,8 +279,10 @@ static void local_reply(struct keel_stream *st, int status, uint32_t flag, const
     size_t n = 0;
     char len[32];
     snprintf(len, sizeof(len), "%zu", body_len);
-    h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(len)};
-    h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
+    if (!bodiless) {
+        h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(len)};
+        h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
+    }
     for (size_t i = 0; i < n_extra && n < 10; i++)
         h[n++] = extra[i];
     h[n++] = (struct keel_http_header){keel_str_c("server"), keel_str_c("keel")};

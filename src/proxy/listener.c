@@ -11,7 +11,14 @@
  * Routers listen on every Gateway server port of the snapshot (on the
  * server's bind address, 0.0.0.0 by default). Sidecars listen on the
  * outbound address given on the command line (the app uses it as its
- * http_proxy) and route by Host and port.
+ * http_proxy) and route by Host and port; and, for every service port that
+ * is TCP only (no HTTP service shares it), on the outbound address's IP with
+ * that port, where connections are proxied at L4 (there are no iptables
+ * rules: the app dials that address instead of the service's).
+ *
+ * An accepted connection goes to tcp.c when its listener is L4 (a gateway
+ * port whose servers are all TCP/TLS, decided from the snapshot of the
+ * moment, or a sidecar TCP port), else to http1.c.
  */
 #include "proxy/proxy_int.h"
 
@@ -21,6 +28,7 @@
 #include "base/err.h"
 #include "base/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +41,15 @@ static void on_resume(struct keel_loop *loop, struct keel_timer *t)
     struct keel_plistener *l = t->data;
     if (l->fd >= 0)
         keel_io_modify(&l->io, KEEL_IO_READ);
+}
+
+static bool is_l4(const struct keel_plistener *l)
+{
+    if (l->role == KEEL_PL_OUTBOUND_TCP)
+        return true;
+    if (l->role != KEEL_PL_GATEWAY || !l->pw->snap)
+        return false;
+    return keel_tcp_listener_is_l4(keel_snapshot_listener(l->pw->snap, l->port));
 }
 
 static void on_accept(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
@@ -55,7 +72,10 @@ static void on_accept(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         }
         if (rc != 0)
             return;
-        keel_http1_accept(l, fd, &peer);
+        if (is_l4(l))
+            keel_tcp_accept(l, fd, &peer);
+        else
+            keel_http1_accept(l, fd, &peer);
     }
 }
 
@@ -247,6 +267,26 @@ static void close_listener(struct keel_plistener *l)
     free(l);
 }
 
+/* One listener per TCP-only service port of the sidecar snapshot, on the outbound address's IP. */
+static void open_sidecar_tcp(struct keel_pworker *pw, const struct keel_addr *outbound)
+{
+    size_t n = 0;
+    const struct keel_listener *ls = pw->snap ? keel_snapshot_listeners(pw->snap, &n) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (ls[i].port == keel_addr_port(outbound) || !keel_tcp_listener_is_l4(&ls[i]))
+            continue;
+        struct keel_addr a = *outbound;
+        if (a.u.sa.sa_family == AF_INET6)
+            a.u.v6.sin6_port = htons((uint16_t)ls[i].port);
+        else
+            a.u.v4.sin_port = htons((uint16_t)ls[i].port);
+        char addr[KEEL_ADDR_STRLEN], name[96];
+        keel_addr_format(&a, addr, sizeof(addr));
+        snprintf(name, sizeof(name), "%s (%s)", addr, ls[i].name);
+        open_listener(pw, KEEL_PL_OUTBOUND_TCP, &a, ls[i].port, name, NULL);
+    }
+}
+
 void keel_listeners_reconcile(struct keel_pworker *pw)
 {
     if (pw->draining)
@@ -271,8 +311,10 @@ void keel_listeners_reconcile(struct keel_pworker *pw)
         }
     } else {
         struct keel_addr a;
-        if (opt->outbound_addr && keel_addr_parse(opt->outbound_addr, &a) == 0)
+        if (opt->outbound_addr && keel_addr_parse(opt->outbound_addr, &a) == 0) {
             open_listener(pw, KEEL_PL_OUTBOUND, &a, keel_addr_port(&a), "virtualOutbound", NULL);
+            open_sidecar_tcp(pw, &a);
+        }
     }
     for (struct keel_plistener **pp = &pw->listeners; *pp;) {
         struct keel_plistener *l = *pp;

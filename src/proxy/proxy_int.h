@@ -35,6 +35,7 @@ struct keel_worker;
 struct keel_runtime;
 struct keel_upconn;
 struct keel_stream;
+struct keel_tconn;
 
 /* Buffer limits per connection: reads stop (back-pressure) while the peer's
  * output holds more than KEEL_PROXY_OUT_HIGH bytes. */
@@ -47,10 +48,10 @@ struct keel_stream;
 #define KEEL_PROXY_REPLAY_MAX (64u << 10)      /* request bytes kept to replay on a stale pooled connection */
 
 enum keel_listener_role {
-    KEEL_PL_GATEWAY,  /* a Gateway server port: route tables from its chains */
-    KEEL_PL_OUTBOUND, /* sidecar outbound: route by Host/:authority and port */
-    KEEL_PL_INBOUND,  /* sidecar inbound: to the workload's own ports */
-    KEEL_PL_OUTBOUND_TCP, /* sidecar outbound, one per TCP service port: on the outbound address's IP (tcp.c) */
+    KEEL_PL_GATEWAY,      /* a Gateway server port: route tables from its chains */
+    KEEL_PL_OUTBOUND,     /* sidecar outbound: route by Host/:authority and port */
+    KEEL_PL_INBOUND,      /* sidecar inbound: to the workload's own ports */
+    KEEL_PL_OUTBOUND_TCP, /* sidecar outbound, one per TCP-only service port, on the outbound address's IP (tcp.c) */
 };
 
 struct keel_plistener {
@@ -93,6 +94,7 @@ struct keel_pworker {
     size_t conns;              /* open downstream connections */
     bool draining;             /* listeners closed; keep-alive connections close after their request */
     struct keel_buf logline;   /* access-log rendering */
+    struct keel_tconn *tcp;    /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
 };
 
 /* ---- runtime.c (read from workers) ---------------------------------------------------------------------------- */
@@ -197,6 +199,8 @@ void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpo
 bool keel_tcp_listener_is_l4(const struct keel_listener *l);
 /* Takes an accepted downstream connection of a gateway L4 listener or a KEEL_PL_OUTBOUND_TCP listener. */
 void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
+/* Closes (and logs) every open L4 session of the worker: its shutdown, after the drain time. */
+void keel_tcp_close_all(struct keel_pworker *pw);
 
 /* xorshift64* on the worker's state */
 static inline uint32_t keel_pworker_random(struct keel_pworker *pw)

@@ -505,6 +505,7 @@ static void worker_fini(struct keel_worker *w, void *data)
 {
     (void)data;
     struct keel_pworker *pw = keel_worker_data(w);
+    keel_tcp_close_all(pw); /* L4 sessions still open after the drain (tcp.c) */
     keel_listeners_close(pw);
     keel_upstream_state_free(pw);
     keel_snapshot_unref(pw->snap);
@@ -551,6 +552,7 @@ static void on_drain_poll(struct keel_loop *loop, struct keel_timer *t)
 {
     struct keel_runtime *rt = t->data;
     uint64_t active = keel_stats_sum(rt->shards, rt->npw, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE);
+    active += keel_stats_sum(rt->shards, rt->npw, KEEL_STAT_TCP_DOWNSTREAM_CX_ACTIVE); /* open TCP sessions too */
     if (active == 0) {
         keel_loop_stop(loop);
         return;

@@ -38,7 +38,17 @@ struct keel_buf;
     XX(DOWNSTREAM_RQ_5XX, "envoy_http_downstream_rq_5xx", "counter", "responses with a 5xx code")                   \
     XX(DOWNSTREAM_RQ_NO_ROUTE, "envoy_http_no_route", "counter", "requests that matched no route (404 NR)")          \
     XX(DOWNSTREAM_CX_RX_BYTES, "envoy_http_downstream_cx_rx_bytes_total", "counter", "bytes received from clients")  \
-    XX(DOWNSTREAM_CX_TX_BYTES, "envoy_http_downstream_cx_tx_bytes_total", "counter", "bytes sent to clients")
+    XX(DOWNSTREAM_CX_TX_BYTES, "envoy_http_downstream_cx_tx_bytes_total", "counter", "bytes sent to clients")        \
+    XX(TCP_DOWNSTREAM_CX_TOTAL, "envoy_tcp_downstream_cx_total", "counter", "TCP proxy connections accepted")        \
+    XX(TCP_DOWNSTREAM_CX_ACTIVE, "envoy_tcp_downstream_cx_active", "gauge", "TCP proxy connections open")            \
+    XX(TCP_DOWNSTREAM_CX_NO_ROUTE, "envoy_tcp_downstream_cx_no_route", "counter",                                    \
+       "TCP connections closed without a route (NR)")                                                                \
+    XX(TCP_DOWNSTREAM_CX_RX_BYTES, "envoy_tcp_downstream_cx_rx_bytes_total", "counter",                              \
+       "bytes received from TCP clients")                                                                            \
+    XX(TCP_DOWNSTREAM_CX_TX_BYTES, "envoy_tcp_downstream_cx_tx_bytes_total", "counter", "bytes sent to TCP clients") \
+    XX(TCP_DOWNSTREAM_PAUSED_READING, "envoy_tcp_downstream_flow_control_paused_reading_total", "counter",           \
+       "times reading from a TCP client stopped for back-pressure")                                                  \
+    XX(TCP_IDLE_TIMEOUT, "envoy_tcp_idle_timeout", "counter", "TCP connections closed by the idle timeout")
 
 enum keel_stat_id {
 #define KEEL_STAT_ENUM(id, name, type, help) KEEL_STAT_##id,

@@ -168,6 +168,9 @@ spec:
   - name: direct
     match: [{{uri: {{exact: /version}}}}]
     directResponse: {{status: 200, body: {{string: "{version}\\n"}}}}
+  - name: nocontent
+    match: [{{uri: {{exact: /nocontent}}}}]
+    directResponse: {{status: 204}}
   - name: dead
     match: [{{uri: {{prefix: /dead}}}}]
     route: [{{destination: {{host: dead.example.com}}}}]
@@ -322,6 +325,21 @@ def main():
               (r.status, r.getheaders()))
         r, body = request(gw, "GET", "/version")
         check("direct response", r.status == 200 and body == b"one\n", (r.status, body))
+        # RFC 9110 §8.6: a 204 carries neither a body nor Content-Length; the next response on the
+        # same connection must still parse (a stray body would desynchronise it).
+        sock = socket.create_connection(("127.0.0.1", gw), timeout=10)
+        sock.sendall(b"GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while got.count(b"HTTP/1.1 ") < 2 or not got.endswith(b"one\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        sock.close()
+        first = got.split(b"\r\n\r\n", 1)[0].lower()
+        check("204 direct response has no content-length or body",
+              got.startswith(b"HTTP/1.1 204") and b"content-length" not in first
+              and got.split(b"\r\n\r\n", 1)[1].startswith(b"HTTP/1.1 200"), got[:300])
         r, body = request(gw, "GET", "/abort")
         check("fault abort 503", r.status == 503, r.status)
         r, body = request(gw, "GET", "/dead")

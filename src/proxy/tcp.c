@@ -1,0 +1,856 @@
+/*
+ * tcp.c - L4 sessions: TCP proxying and TLS passthrough by SNI (see
+ * proxy_int.h, docs/proxy-l4.md).
+ *
+ * One keel_tconn per accepted connection, holding the snapshot of the moment
+ * until it closes. Its life:
+ *
+ *   accept ─► (TLS chains on the port: read the ClientHello, kept to replay,
+ *   SNI parsed by sni.c) ─► filter chain and route (VirtualService tcp[] or
+ *   tls[] sniHosts, weighted destination) ─► endpoint (the cluster's LB) ─►
+ *   connect, with the cluster's connect timeout ─► relay both ways ─► access
+ *   log + stats at close.
+ *
+ * Relay: bytes read from one side are written to the other at once; what the
+ * other side does not take waits in that side's output buffer, and reading
+ * stops while that buffer holds more than KEEL_PROXY_OUT_HIGH bytes (resumes
+ * below half of it), so memory per session stays bounded whatever the speed
+ * of either peer. Half-close is kept: an EOF from one side becomes a
+ * shutdown(SHUT_WR) on the other once its buffered bytes are written; the
+ * session ends when both directions have ended, or at once on an error (a
+ * write to a peer that is gone, a reset). Idle timeout: the cluster's
+ * DestinationRule connectionPool.tcp.idleTimeout (default 1 h, 0s disables),
+ * counted from the last byte moved either way; maxConnectionDuration ends the
+ * session with DT.
+ *
+ * Filter chains of a gateway port, as Envoy matches them: a TLS chain is
+ * eligible when the connection starts with a TLS ClientHello and its SNI
+ * matches one of the server's hosts (exact beats the longest `*.` wildcard,
+ * which beats `*`; no SNI matches only `*`); a plain TCP chain takes any
+ * connection at the lowest priority. No eligible chain, no route, or a
+ * ClientHello that cannot be read: the connection is closed, logged with NR.
+ * AUTO_PASSTHROUGH chains route by SNI `outbound_.<port>_.<subset>_.<host>`
+ * straight to that cluster. TLS chains that terminate TLS (SIMPLE, MUTUAL)
+ * are not handled here yet: such connections are closed and logged.
+ *
+ * Response flags in the access log: NR no chain/route, NC no such cluster,
+ * UH no endpoint, UF connect failure or timeout, DT max duration.
+ */
+#include "proxy/proxy_int.h"
+
+#include "base/err.h"
+#include "config/host.h"
+#include "config/schema_gen.h"
+#include "proxy/sni.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Limits (docs/principles.md: next to the code that enforces them). */
+#define KEEL_TCP_READ_CHUNK 65536                                    /* bytes read per wakeup and side */
+#define KEEL_TCP_OUT_MAX (KEEL_PROXY_OUT_HIGH + KEEL_TCP_READ_CHUNK) /* a side's output never holds more */
+#define KEEL_TCP_OUT_LOW (KEEL_PROXY_OUT_HIGH / 2)                   /* reading resumes below this */
+#define KEEL_TCP_KEEP_BUF 65536                                      /* drained output buffers larger are freed */
+#define KEEL_TCP_HELLO_TIMEOUT_MS 15000u                             /* Envoy's listener_filters_timeout */
+#define KEEL_TCP_CONNECT_TIMEOUT_MS 10000u                           /* when the cluster has none */
+
+enum tstate {
+    TS_HELLO,      /* reading the ClientHello */
+    TS_CONNECTING, /* upstream connect in progress */
+    TS_RELAY,
+};
+
+struct tside {
+    int fd;
+    struct keel_io io;
+    struct keel_buf out; /* bytes waiting to be written to this side */
+    size_t off;          /* of them, already written */
+    bool eof;            /* this side sent EOF: nothing more to read */
+    bool shut;           /* we sent EOF to this side */
+    bool paused;         /* reading stopped: the other side's output is above the high mark */
+};
+
+struct keel_tconn {
+    struct keel_pworker *pw;
+    struct keel_tconn *prev, *next; /* the worker's open sessions (pw->tcp) */
+    struct keel_snapshot *snap;
+    enum keel_listener_role role;
+    uint32_t port;
+    enum tstate state;
+    struct tside down, up;
+    struct keel_timer timer; /* ClientHello, connect, then idle / max duration */
+    struct keel_defer free_d;
+    bool closed;
+    bool up_counted; /* upstream connection counted in the cluster's cx_active and the endpoint's in-flight */
+    /* routing */
+    const char *cluster_name;
+    const struct keel_cluster *cluster;
+    const struct keel_endpoint *ep;
+    struct keel_cluster_stats *cstats;
+    char sni[KEEL_SNI_MAX_NAME + 1];
+    size_t hello_scan;               /* TLS records of the ClientHello seen complete up to here */
+    char local_ip[INET6_ADDRSTRLEN]; /* the destination the client dialled (original destination when redirected) */
+    /* log */
+    char peer[KEEL_ADDR_STRLEN];
+    char local[KEEL_ADDR_STRLEN];
+    char upstream_host[KEEL_ADDR_STRLEN];
+    char upstream_local[KEEL_ADDR_STRLEN];
+    uint32_t flags;
+    const char *details;
+    const char *failure;
+    uint64_t rx, tx; /* bytes from / to the client */
+    uint64_t start_ms, last_ms, idle_ms, deadline_ms;
+    int64_t start_unix_ms;
+};
+
+static void finish(struct keel_tconn *t);
+static void update(struct keel_tconn *t);
+
+static size_t pending(const struct tside *s)
+{
+    return s->out.len - s->off;
+}
+
+/* ---- end of a session ------------------------------------------------------------------------------------------ */
+
+static void free_later(struct keel_loop *loop, struct keel_defer *d)
+{
+    (void)loop;
+    struct keel_tconn *t = d->data;
+    keel_buf_free(&t->down.out);
+    keel_buf_free(&t->up.out);
+    free(t);
+}
+
+static void access_log(struct keel_tconn *t)
+{
+    const struct keel_logcfg *lc = t->pw->log;
+    if (!lc || !lc->format || lc->fd < 0)
+        return;
+    struct keel_accesslog_entry e = {
+        .start_unix_ms = t->start_unix_ms,
+        .req = NULL, /* TCP: the request and response fields print "-" */
+        .flags = t->flags,
+        .termination_details = t->details,
+        .upstream_failure = t->failure,
+        .bytes_received = t->rx,
+        .bytes_sent = t->tx,
+        .duration_ms = (int64_t)(keel_loop_now_ms(t->pw->loop) - t->start_ms),
+        .upstream_service_time_ms = -1,
+        .upstream_host = t->upstream_host[0] ? t->upstream_host : NULL,
+        .upstream_cluster = t->cluster_name,
+        .upstream_local_address = t->upstream_local[0] ? t->upstream_local : NULL,
+        .downstream_local_address = t->local,
+        .downstream_remote_address = t->peer,
+        .requested_server_name = t->sni[0] ? t->sni : NULL,
+    };
+    struct keel_buf *b = &t->pw->logline;
+    keel_buf_reset(b);
+    if (keel_accesslog_render(lc->format, &e, b) == 0 && b->len) {
+        ssize_t w = write(lc->fd, b->data, b->len);
+        (void)w;
+    }
+}
+
+static void side_close(struct tside *s)
+{
+    keel_io_stop(&s->io);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
+/* Ends the session: both sockets closed, logged, counted, freed after the current callbacks. */
+static void finish(struct keel_tconn *t)
+{
+    if (t->closed)
+        return;
+    t->closed = true;
+    struct keel_pworker *pw = t->pw;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        pw->tcp = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    keel_timer_stop(&t->timer);
+    side_close(&t->down);
+    side_close(&t->up);
+    if (t->up_counted) {
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, -1);
+        keel_upstream_count_active(pw, t->ep, -1);
+    }
+    pw->conns--;
+    keel_stats_add(pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_ACTIVE, -1);
+    access_log(t);
+    keel_snapshot_unref(t->snap); /* the cluster name logged above lives in it */
+    t->snap = NULL;
+    keel_loop_defer(pw->loop, &t->free_d, free_later, t);
+}
+
+/* Closes the session for a reason known before any byte was relayed. */
+static void fail(struct keel_tconn *t, uint32_t flag, const char *details)
+{
+    t->flags |= flag;
+    if (!t->details)
+        t->details = details;
+    if (flag & KEEL_RF(NO_ROUTE_FOUND))
+        keel_stats_add(t->pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_NO_ROUTE, 1);
+    finish(t);
+}
+
+/* ---- moving bytes ---------------------------------------------------------------------------------------------- */
+
+static void count_tx(struct keel_tconn *t, struct tside *s, size_t n)
+{
+    if (!n)
+        return;
+    if (s == &t->down) {
+        t->tx += n;
+        keel_stats_add(t->pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_TX_BYTES, (int64_t)n);
+    } else {
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_TX_BYTES, (int64_t)n);
+    }
+    t->last_ms = keel_loop_now_ms(t->pw->loop);
+}
+
+/* A side can be written to: the client always, the upstream once connected. */
+static bool writable(const struct keel_tconn *t, const struct tside *s)
+{
+    return s == &t->down || t->state == TS_RELAY;
+}
+
+static void out_drained(struct tside *s)
+{
+    if (s->out.cap > KEEL_TCP_KEEP_BUF) {
+        /* a burst grew it: give the memory back rather than hold it for an idle session */
+        size_t max = s->out.max;
+        keel_buf_free(&s->out);
+        keel_buf_init(&s->out, max);
+    } else {
+        keel_buf_reset(&s->out);
+    }
+    s->off = 0;
+}
+
+/* Writes what it can of s's output. Returns 0 or a negative code (the peer is gone). */
+static int side_flush(struct keel_tconn *t, struct tside *s)
+{
+    while (pending(s) > 0) {
+        ssize_t n = keel_sock_write(s->fd, s->out.data + s->off, pending(s));
+        if (n == KEEL_EAGAIN)
+            break;
+        if (n < 0)
+            return (int)n;
+        s->off += (size_t)n;
+        count_tx(t, s, (size_t)n);
+    }
+    if (pending(s) == 0)
+        out_drained(s);
+    return 0;
+}
+
+/* Sends bytes to s: straight to the socket when nothing is queued before them, the rest into s's output. */
+static int side_send(struct keel_tconn *t, struct tside *s, const char *p, size_t n)
+{
+    if (pending(s) == 0 && writable(t, s)) {
+        ssize_t w = keel_sock_write(s->fd, p, n);
+        if (w == KEEL_EAGAIN)
+            w = 0;
+        else if (w < 0)
+            return (int)w;
+        count_tx(t, s, (size_t)w);
+        p += w;
+        n -= (size_t)w;
+    }
+    if (!n)
+        return 0;
+    if (s->off && (s->off >= s->out.len / 2 || s->out.len + n > s->out.max)) {
+        /* compact: amortised, each byte moves at most once more than it is written */
+        memmove(s->out.data, s->out.data + s->off, pending(s));
+        s->out.len -= s->off;
+        s->off = 0;
+    }
+    return keel_buf_append(&s->out, p, n); /* fits: reading stops above KEEL_PROXY_OUT_HIGH */
+}
+
+/* Reads once from a and passes the bytes to b. Returns 0, or a negative code when the session must end. */
+static int side_read(struct keel_tconn *t, struct tside *a, struct tside *b)
+{
+    char tmp[KEEL_TCP_READ_CHUNK];
+    size_t room = b->out.max - pending(b);
+    if (room > sizeof(tmp))
+        room = sizeof(tmp);
+    if (room == 0)
+        return 0;
+    ssize_t n = keel_sock_read(a->fd, tmp, room);
+    if (n == KEEL_EAGAIN)
+        return 0;
+    if (n == KEEL_ECLOSED) {
+        /* EOF (or a reset, which the next write to that side reports): half-close towards b */
+        a->eof = true;
+        return 0;
+    }
+    if (n < 0) {
+        t->details = a == &t->down ? "downstream_reset" : "upstream_reset";
+        return (int)n;
+    }
+    if (a == &t->down) {
+        t->rx += (size_t)n;
+        keel_stats_add(t->pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_RX_BYTES, n);
+    } else {
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_RX_BYTES, n);
+    }
+    t->last_ms = keel_loop_now_ms(t->pw->loop);
+    int rc = side_send(t, b, tmp, (size_t)n);
+    if (rc < 0)
+        t->details = rc == KEEL_ENOMEM ? "out_of_memory" : b == &t->down ? "downstream_reset" : "upstream_reset";
+    return rc;
+}
+
+static void set_interest(struct tside *s, uint32_t want)
+{
+    if (s->fd < 0 || want == s->io.events)
+        return;
+    keel_io_modify(&s->io, want); /* 0 stops the watcher until a later call asks for something again */
+}
+
+/* After every event: half-closes, back-pressure, the end of the session, and the sockets' interest. */
+static void update(struct keel_tconn *t)
+{
+    if (t->closed)
+        return;
+    struct tside *sides[2] = {&t->down, &t->up};
+    for (int i = 0; i < 2 && t->state == TS_RELAY; i++) {
+        struct tside *a = sides[i], *b = sides[1 - i];
+        if (a->eof && !b->shut && pending(b) == 0) {
+            b->shut = true;
+            if (keel_sock_shutdown_write(b->fd) != 0) {
+                t->details = b == &t->down ? "downstream_reset" : "upstream_reset";
+                finish(t);
+                return;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        struct tside *a = sides[i], *b = sides[1 - i];
+        if (!a->paused && pending(b) >= KEEL_PROXY_OUT_HIGH) {
+            a->paused = true;
+            if (a == &t->down)
+                keel_stats_add(t->pw->stats, KEEL_STAT_TCP_DOWNSTREAM_PAUSED_READING, 1);
+        } else if (a->paused && pending(b) <= KEEL_TCP_OUT_LOW) {
+            a->paused = false;
+        }
+    }
+    if (t->state == TS_RELAY && t->down.eof && t->up.shut && t->up.eof && t->down.shut) {
+        finish(t); /* both directions ended cleanly */
+        return;
+    }
+    uint32_t dw = (!t->down.eof && !t->down.paused ? KEEL_IO_READ : 0) | (pending(&t->down) ? KEEL_IO_WRITE : 0);
+    set_interest(&t->down, dw);
+    if (t->state == TS_CONNECTING)
+        set_interest(&t->up, KEEL_IO_WRITE);
+    else if (t->state == TS_RELAY)
+        set_interest(&t->up, (!t->up.eof && !t->up.paused ? KEEL_IO_READ : 0) | (pending(&t->up) ? KEEL_IO_WRITE : 0));
+}
+
+/* ---- timers ---------------------------------------------------------------------------------------------------- */
+
+static void on_timer(struct keel_loop *loop, struct keel_timer *tm);
+
+/* Re-arms the relay timer for the earlier of the idle deadline and the max duration (none: no timer). */
+static void arm_relay_timer(struct keel_tconn *t)
+{
+    uint64_t now = keel_loop_now_ms(t->pw->loop), at = 0;
+    if (t->idle_ms)
+        at = t->last_ms + t->idle_ms;
+    if (t->deadline_ms && (!at || t->deadline_ms < at))
+        at = t->deadline_ms;
+    if (!at) {
+        keel_timer_stop(&t->timer);
+        return;
+    }
+    keel_timer_start(t->pw->loop, &t->timer, at > now ? at - now : 1, on_timer, t);
+}
+
+static void on_timer(struct keel_loop *loop, struct keel_timer *tm)
+{
+    struct keel_tconn *t = tm->data;
+    uint64_t now = keel_loop_now_ms(loop);
+    switch (t->state) {
+    case TS_HELLO:
+        fail(t, KEEL_RF(NO_ROUTE_FOUND), "client_hello_timeout");
+        return;
+    case TS_CONNECTING:
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_TIMEOUT, 1);
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        t->failure = "connect_timeout";
+        fail(t, KEEL_RF(UPSTREAM_CONNECTION_FAILURE), "upstream_connect_timeout");
+        return;
+    case TS_RELAY:
+        if (t->deadline_ms && now >= t->deadline_ms) {
+            fail(t, KEEL_RF(DURATION_TIMEOUT), "max_connection_duration");
+            return;
+        }
+        if (t->idle_ms && now >= t->last_ms + t->idle_ms) {
+            keel_stats_add(t->pw->stats, KEEL_STAT_TCP_IDLE_TIMEOUT, 1);
+            t->details = "idle_timeout";
+            finish(t);
+            return;
+        }
+        arm_relay_timer(t); /* bytes moved since it was armed */
+        return;
+    }
+}
+
+/* ---- relay ----------------------------------------------------------------------------------------------------- */
+
+static void on_side_io(struct keel_tconn *t, struct tside *a, struct tside *b, uint32_t ev)
+{
+    if (ev & KEEL_IO_WRITE) {
+        if (side_flush(t, a) < 0) {
+            t->details = a == &t->down ? "downstream_reset" : "upstream_reset";
+            finish(t);
+            return;
+        }
+    }
+    if ((ev & (KEEL_IO_READ | KEEL_IO_ERROR)) && !a->eof && !a->paused) {
+        if (side_read(t, a, b) < 0) {
+            finish(t);
+            return;
+        }
+    }
+    update(t);
+}
+
+static void on_up_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
+{
+    (void)loop;
+    struct keel_tconn *t = io->data;
+    if (t->state == TS_CONNECTING) {
+        if (!(ev & (KEEL_IO_WRITE | KEEL_IO_ERROR)))
+            return;
+        int rc = keel_sock_connect_result(t->up.fd);
+        if (rc == KEEL_EAGAIN)
+            return;
+        if (rc != 0) {
+            keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+            t->failure = keel_strerror(rc);
+            fail(t, KEEL_RF(UPSTREAM_CONNECTION_FAILURE), "upstream_connect_failure");
+            return;
+        }
+        t->state = TS_RELAY;
+        struct keel_addr la;
+        if (keel_sock_local_addr(t->up.fd, &la) == 0)
+            keel_addr_format(&la, t->upstream_local, sizeof(t->upstream_local));
+        t->last_ms = keel_loop_now_ms(t->pw->loop);
+        arm_relay_timer(t);
+        /* the ClientHello and whatever the client sent meanwhile */
+        if (side_flush(t, &t->up) < 0) {
+            t->details = "upstream_reset";
+            finish(t);
+            return;
+        }
+        update(t);
+        return;
+    }
+    on_side_io(t, &t->up, &t->down, ev);
+}
+
+/* ---- routing --------------------------------------------------------------------------------------------------- */
+
+static const char *strip_ns(const char *host)
+{
+    const char *slash = strchr(host, '/');
+    return slash ? slash + 1 : host;
+}
+
+/* How well a server host matches the SNI: 0 no match, 1 `*`, 2+ a `*.` wildcard by length, exact highest. */
+static size_t host_score(const char *sni, const char *host)
+{
+    host = strip_ns(host);
+    if (strcmp(host, "*") == 0)
+        return 1;
+    if (!sni)
+        return 0;
+    if (host[0] == '*')
+        return keel_host_matches(sni, host) ? 1 + strlen(host) : 0;
+    return strcasecmp(sni, host) == 0 ? (size_t)KEEL_SNI_MAX_NAME + 10 : 0;
+}
+
+static bool chain_is_tls(const struct keel_listener_chain *c)
+{
+    return c->has_tls || c->proto == KEEL_PROTO_TLS || c->proto == KEEL_PROTO_HTTPS;
+}
+
+/* The filter chain for a connection: best SNI match among TLS chains, else the first plain TCP chain. */
+static const struct keel_listener_chain *pick_chain(const struct keel_listener *l, bool tls, const char *sni)
+{
+    const struct keel_listener_chain *best = NULL, *plain = NULL;
+    size_t best_score = 0;
+    for (size_t i = 0; i < l->n_chains; i++) {
+        const struct keel_listener_chain *c = &l->chains[i];
+        if (!c->tcp)
+            continue;
+        if (!chain_is_tls(c)) {
+            if (!plain)
+                plain = c;
+            continue;
+        }
+        if (!tls)
+            continue;
+        for (size_t h = 0; h < c->n_hosts; h++) {
+            size_t s = host_score(sni, c->hosts[h]);
+            if (s > best_score) {
+                best_score = s;
+                best = c;
+            }
+        }
+    }
+    return best ? best : plain;
+}
+
+static bool listener_wants_hello(const struct keel_listener *l)
+{
+    for (size_t i = 0; i < l->n_chains; i++)
+        if (l->chains[i].tcp && chain_is_tls(&l->chains[i]))
+            return true;
+    return false;
+}
+
+static bool table_wants_hello(const struct keel_tcp_table *t)
+{
+    for (size_t i = 0; t && i < t->n_entries; i++)
+        for (size_t r = 0; r < t->entries[i].n_routes; r++)
+            for (size_t c = 0; c < t->entries[i].routes[r].n_conds; c++)
+                if (t->entries[i].routes[r].conds[c].n_sni_hosts)
+                    return true;
+    return false;
+}
+
+bool keel_tcp_listener_is_l4(const struct keel_listener *l)
+{
+    if (!l || !l->n_chains)
+        return false;
+    for (size_t i = 0; i < l->n_chains; i++)
+        if (!l->chains[i].tcp || l->chains[i].routes)
+            return false;
+    return true;
+}
+
+/* AUTO_PASSTHROUGH: SNI "outbound_.<port>_.<subset>_.<host>" names the cluster "outbound|<port>|<subset>|<host>". */
+static const struct keel_cluster *auto_passthrough_cluster(struct keel_tconn *t, char *name, size_t cap)
+{
+    const char *s = t->sni;
+    if (strncmp(s, "outbound_.", 10) != 0)
+        return NULL;
+    const char *port = s + 10, *e1 = strstr(port, "_.");
+    if (!e1)
+        return NULL;
+    const char *subset = e1 + 2, *e2 = strstr(subset, "_.");
+    if (!e2 || e1 == port || e2[2] == '\0')
+        return NULL;
+    int n = snprintf(name, cap, "outbound|%.*s|%.*s|%s", (int)(e1 - port), port, (int)(e2 - subset), subset, e2 + 2);
+    if (n < 0 || (size_t)n >= cap)
+        return NULL;
+    return keel_snapshot_cluster(t->snap, name);
+}
+
+/* The sidecar's TCP table for this port; a lone service on the port takes connections to any address (no
+ * iptables: the app dials the outbound IP, not the service VIP). */
+static const struct keel_l4_route *sidecar_route(struct keel_tconn *t, const char *sni)
+{
+    const struct keel_tcp_table *tab = keel_snapshot_tcp_table(t->snap, t->port);
+    if (!tab)
+        return NULL;
+    const struct keel_l4_route *r = keel_tcp_route_match(tab, t->local_ip, sni, NULL);
+    if (r || tab->n_entries != 1)
+        return r;
+    struct keel_tcp_entry one = tab->entries[0];
+    one.n_addresses = 0;
+    struct keel_tcp_table only = *tab;
+    only.entries = &one;
+    only.n_entries = 1;
+    return keel_tcp_route_match(&only, t->local_ip, sni, NULL);
+}
+
+static void endpoint_key(const struct keel_endpoint *ep, char *buf, size_t n)
+{
+    if (strchr(ep->address, ':'))
+        snprintf(buf, n, "[%s]:%u", ep->address, ep->port);
+    else
+        snprintf(buf, n, "%s:%u", ep->address, ep->port);
+}
+
+static void connect_upstream(struct keel_tconn *t)
+{
+    struct keel_pworker *pw = t->pw;
+    const struct keel_cluster *c = t->cluster;
+    t->cstats = keel_stats_cluster(pw->stats, c->name);
+    t->ep = keel_upstream_pick(pw, c, NULL);
+    if (!t->ep) {
+        fail(t, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream");
+        return;
+    }
+    endpoint_key(t->ep, t->upstream_host, sizeof(t->upstream_host));
+    struct keel_addr addr;
+    if (keel_addr_parse(t->upstream_host, &addr) != 0) {
+        /* a DNS name or a unix socket: not in this build yet */
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        t->failure = "endpoint_address_not_supported";
+        fail(t, KEEL_RF(UPSTREAM_CONNECTION_FAILURE), "upstream_connect_failure");
+        return;
+    }
+    int fd = -1;
+    int rc = keel_sock_connect(&addr, &fd);
+    if (rc != 0 && rc != KEEL_EAGAIN) {
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        t->failure = keel_strerror(rc);
+        fail(t, KEEL_RF(UPSTREAM_CONNECTION_FAILURE), "upstream_connect_failure");
+        return;
+    }
+    t->up.fd = fd;
+    keel_sock_set_nodelay(fd, true);
+    const struct keel_cluster_limits *lim = &c->limits;
+    if (lim->tcp_keepalive)
+        keel_sock_set_keepalive(fd, (int)(lim->keepalive_time / 1000000000LL),
+                                (int)(lim->keepalive_interval / 1000000000LL), (int)lim->keepalive_probes);
+    keel_io_init(&t->up.io, fd, on_up_io, t);
+    if (keel_io_start(pw->loop, &t->up.io, KEEL_IO_WRITE) != 0) {
+        side_close(&t->up);
+        t->failure = "out_of_memory";
+        fail(t, KEEL_RF(UPSTREAM_CONNECTION_FAILURE), "upstream_connect_failure");
+        return;
+    }
+    keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_TOTAL, 1);
+    keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, 1);
+    keel_upstream_count_active(pw, t->ep, 1);
+    t->up_counted = true;
+    /* idle: DestinationRule connectionPool.tcp.idleTimeout (0s disables), else Envoy's 1 h */
+    if (!lim->tcp_idle_set)
+        t->idle_ms = KEEL_PROXY_IDLE_MS;
+    else if (lim->tcp_idle_timeout <= 0)
+        t->idle_ms = 0;
+    else
+        t->idle_ms = lim->tcp_idle_timeout < 1000000 ? 1 : (uint64_t)(lim->tcp_idle_timeout / 1000000);
+    if (lim->max_connection_duration > 0)
+        t->deadline_ms = t->start_ms + (uint64_t)(lim->max_connection_duration / 1000000) + 1;
+    t->state = TS_CONNECTING;
+    uint64_t ms = lim->connect_timeout > 0 ? (uint64_t)(lim->connect_timeout / 1000000) : KEEL_TCP_CONNECT_TIMEOUT_MS;
+    keel_timer_start(pw->loop, &t->timer, ms ? ms : 1, on_timer, t);
+    if (rc == 0) {
+        on_up_io(pw->loop, &t->up.io, KEEL_IO_WRITE); /* connected at once (loopback) */
+        return;
+    }
+    update(t);
+}
+
+/* Chooses chain, route, destination and cluster; then connects. hello: the sni.c result (1 when none was read). */
+static void route(struct keel_tconn *t, int hello)
+{
+    bool tls = hello == 0 || hello == KEEL_ENOTFOUND;
+    const char *sni = hello == 0 ? t->sni : NULL;
+    if (hello == KEEL_ETOOBIG || (hello == KEEL_EPROTO && t->up.out.len && t->up.out.data[0] == 0x16)) {
+        /* a TLS handshake we cannot read: no filter chain can be chosen */
+        fail(t, KEEL_RF(NO_ROUTE_FOUND), hello == KEEL_ETOOBIG ? "client_hello_too_large" : "client_hello_invalid");
+        return;
+    }
+    const struct keel_l4_route *r = NULL;
+    const struct keel_cluster *direct = NULL;
+    char auto_name[512];
+    if (t->role == KEEL_PL_OUTBOUND_TCP) {
+        r = sidecar_route(t, sni);
+    } else {
+        const struct keel_listener *l = keel_snapshot_listener(t->snap, t->port);
+        const struct keel_listener_chain *c = l ? pick_chain(l, tls, sni) : NULL;
+        if (!c) {
+            fail(t, KEEL_RF(NO_ROUTE_FOUND), "filter_chain_not_found");
+            return;
+        }
+        if (c->has_tls && c->tls.mode == KEEL_SERVER_TLS_MODE_AUTO_PASSTHROUGH) {
+            direct = sni ? auto_passthrough_cluster(t, auto_name, sizeof(auto_name)) : NULL;
+            if (!direct) {
+                fail(t, KEEL_RF(NO_ROUTE_FOUND), "filter_chain_not_found");
+                return;
+            }
+        } else if (chain_is_tls(c) && !(c->has_tls && c->tls.mode == KEEL_SERVER_TLS_MODE_PASSTHROUGH)) {
+            /* TLS terminated before tcp routes: not in this build yet */
+            fail(t, KEEL_RF(NO_ROUTE_FOUND), "tls_termination_not_supported");
+            return;
+        } else {
+            r = keel_tcp_route_match(c->tcp, t->local_ip, sni, NULL);
+        }
+    }
+    if (direct) {
+        t->cluster = direct;
+        t->cluster_name = direct->name;
+    } else {
+        const struct keel_route_dest *d = r ? keel_tcp_route_pick(r, keel_pworker_random(t->pw)) : NULL;
+        if (!d) {
+            fail(t, KEEL_RF(NO_ROUTE_FOUND), "route_not_found");
+            return;
+        }
+        t->cluster_name = d->cluster_name;
+        t->cluster = d->cluster;
+        if (!t->cluster) {
+            fail(t, KEEL_RF(NO_CLUSTER_FOUND), "cluster_not_found");
+            return;
+        }
+    }
+    connect_upstream(t);
+}
+
+/* ---- downstream ------------------------------------------------------------------------------------------------ */
+
+/* True while the last TLS record is still incomplete: parsing waits for it, so a ClientHello arriving in small
+ * pieces costs O(n) in all rather than a full parse per read. Non-TLS bytes go to the parser at once. */
+static bool record_pending(struct keel_tconn *t)
+{
+    const uint8_t *p = (const uint8_t *)t->up.out.data;
+    size_t n = t->up.out.len;
+    if (n == 0 || p[0] != 0x16)
+        return false;
+    while (t->hello_scan + 5 <= n) {
+        size_t len = (size_t)p[t->hello_scan + 3] << 8 | p[t->hello_scan + 4];
+        if (p[t->hello_scan] != 0x16 || len == 0 || len > KEEL_SNI_MAX_INPUT)
+            return false; /* the parser refuses it now */
+        if (t->hello_scan + 5 + len > n)
+            return true;
+        t->hello_scan += 5 + len;
+    }
+    return t->hello_scan < n; /* part of a record header */
+}
+
+/* Reads the ClientHello into the upstream's output (it is replayed from there). */
+static void read_hello(struct keel_tconn *t)
+{
+    struct tside *s = &t->down;
+    char tmp[KEEL_SNI_MAX_INPUT];
+    size_t room = KEEL_SNI_MAX_INPUT - t->up.out.len;
+    ssize_t n = keel_sock_read(s->fd, tmp, room);
+    if (n == KEEL_EAGAIN)
+        return;
+    if (n < 0) {
+        t->flags |= KEEL_RF(DOWNSTREAM_CONNECTION_TERMINATION);
+        fail(t, KEEL_RF(NO_ROUTE_FOUND), "downstream_closed_before_client_hello");
+        return;
+    }
+    t->rx += (size_t)n;
+    keel_stats_add(t->pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_RX_BYTES, n);
+    if (keel_buf_append(&t->up.out, tmp, (size_t)n) != 0) {
+        fail(t, KEEL_RF(NO_ROUTE_FOUND), "out_of_memory");
+        return;
+    }
+    if (t->up.out.len < KEEL_SNI_MAX_INPUT && record_pending(t))
+        return;
+    size_t len = 0;
+    int rc = keel_sni_parse((const uint8_t *)t->up.out.data, t->up.out.len, t->sni, &len);
+    if (rc == KEEL_EAGAIN && t->up.out.len < KEEL_SNI_MAX_INPUT)
+        return;
+    if (rc == KEEL_EAGAIN)
+        rc = KEEL_ETOOBIG;
+    keel_timer_stop(&t->timer);
+    if (rc != 0)
+        t->sni[0] = '\0';
+    route(t, rc);
+}
+
+static void on_down_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
+{
+    (void)loop;
+    struct keel_tconn *t = io->data;
+    if (t->state == TS_HELLO) {
+        if (ev & (KEEL_IO_READ | KEEL_IO_ERROR))
+            read_hello(t);
+        return;
+    }
+    on_side_io(t, &t->down, &t->up, ev);
+}
+
+static void addr_ip(const struct keel_addr *a, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (a->u.sa.sa_family == AF_INET)
+        inet_ntop(AF_INET, &a->u.v4.sin_addr, out, (socklen_t)n);
+    else if (a->u.sa.sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &a->u.v6.sin6_addr, out, (socklen_t)n);
+}
+
+void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer)
+{
+    struct keel_pworker *pw = l->pw;
+    struct keel_tconn *t = calloc(1, sizeof(*t));
+    if (!t) {
+        close(fd);
+        return;
+    }
+    t->pw = pw;
+    t->role = l->role;
+    t->port = l->port;
+    t->down.fd = fd;
+    t->up.fd = -1;
+    keel_buf_init(&t->down.out, KEEL_TCP_OUT_MAX);
+    keel_buf_init(&t->up.out, KEEL_TCP_OUT_MAX);
+    keel_addr_format(peer, t->peer, sizeof(t->peer));
+    struct keel_addr local;
+    if (keel_sock_local_addr(fd, &local) == 0)
+        keel_addr_format(&local, t->local, sizeof(t->local));
+    struct keel_addr dst;
+    if (keel_sock_original_dst(fd, &dst) == 0 || keel_sock_local_addr(fd, &dst) == 0)
+        addr_ip(&dst, t->local_ip, sizeof(t->local_ip));
+    keel_sock_set_nodelay(fd, true);
+    keel_io_init(&t->down.io, fd, on_down_io, t);
+    keel_io_init(&t->up.io, -1, on_up_io, t);
+    keel_timer_init(&t->timer);
+    t->timer.data = t;
+    if (keel_io_start(pw->loop, &t->down.io, KEEL_IO_READ) != 0) {
+        close(fd);
+        keel_buf_free(&t->down.out);
+        keel_buf_free(&t->up.out);
+        free(t);
+        return;
+    }
+    t->next = pw->tcp;
+    if (pw->tcp)
+        pw->tcp->prev = t;
+    pw->tcp = t;
+    t->snap = keel_snapshot_ref(pw->snap);
+    t->start_ms = t->last_ms = keel_loop_now_ms(pw->loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t->start_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    pw->conns++;
+    keel_stats_add(pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_TOTAL, 1);
+    keel_stats_add(pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_ACTIVE, 1);
+    if (!t->snap) {
+        fail(t, KEEL_RF(NO_ROUTE_FOUND), "no_config");
+        return;
+    }
+    bool hello;
+    if (t->role == KEEL_PL_OUTBOUND_TCP) {
+        hello = table_wants_hello(keel_snapshot_tcp_table(t->snap, t->port));
+    } else {
+        const struct keel_listener *sl = keel_snapshot_listener(t->snap, t->port);
+        hello = sl && listener_wants_hello(sl);
+    }
+    if (!hello) {
+        route(t, 1);
+        return;
+    }
+    t->state = TS_HELLO;
+    keel_timer_start(pw->loop, &t->timer, KEEL_TCP_HELLO_TIMEOUT_MS, on_timer, t);
+}
+
+void keel_tcp_close_all(struct keel_pworker *pw)
+{
+    while (pw->tcp) {
+        struct keel_tconn *t = pw->tcp;
+        t->details = "proxy_shutdown";
+        finish(t); /* unlinks it */
+    }
+}
