@@ -4,13 +4,15 @@ exit codes, text and JSON output.
 
 Usage: tests/integration/cli_test.py --keel build/debug/keel
 """
-import argparse
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import check, keel_arg, summary  # noqa: E402
 
 VALID_VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -37,27 +39,12 @@ spec:
     forwardOriginalTolen: true
 """
 
-failures = []
-checks = [0]
-
-
-def check(name, cond, detail=""):
-    checks[0] += 1
-    if cond:
-        print("ok   %s" % name)
-    else:
-        print("FAIL %s %s" % (name, detail))
-        failures.append(name)
-
-
 def run(keel, args, stdin=None):
     return subprocess.run([keel] + args, input=stdin, capture_output=True, text=True)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--keel", required=True)
-    keel = ap.parse_args().keel
+    keel = keel_arg()
     with tempfile.TemporaryDirectory() as d:
         good = os.path.join(d, "good.yaml")
         open(good, "w").write(VALID_VS)
@@ -153,8 +140,7 @@ def main():
         p = run(keel, ["validate", "-q", bad])
         check("-q prints errors only, no summary", p.returncode == 1 and p.stderr == "", p.stderr)
 
-    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

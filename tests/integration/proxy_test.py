@@ -12,14 +12,12 @@ asserts timings.
 
 Usage: tests/integration/proxy_test.py --keel build/debug/keel
 """
-import argparse
 import hashlib
 import http.client
 import http.server
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,35 +26,9 @@ import tempfile
 import threading
 import time
 
-checks = [0]
-failures = []
-
-
-def check(name, cond, detail=""):
-    checks[0] += 1
-    if cond:
-        print("ok   %s" % name)
-    else:
-        print("FAIL %s %s" % (name, str(detail)[:600]))
-        failures.append(name)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def pattern(n):
-    block = hashlib.sha256(b"keel").digest() * 64
-    return (block * (n // len(block) + 1))[:n]
-
-
-class Upstream(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (check, cleanup, free_port, keel_arg, pattern, request, serve, start_proxy,  # noqa: E402
+                     stop_proxy, summary, wait_ready, write_atomic)
 
 
 def make_handler(name):
@@ -124,13 +96,6 @@ def make_handler(name):
             self.send(200, body, extra={"X-Body-Sha": hashlib.sha256(body).hexdigest()})
 
     return H
-
-
-def start_upstream(name):
-    port = free_port()
-    srv = Upstream(("127.0.0.1", port), make_handler(name))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, port
 
 
 CONFIG = """\
@@ -234,16 +199,6 @@ data:
 """
 
 
-def request(port, method, path, body=None, headers=None, conn=None):
-    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse()
-    data = r.read()
-    if not conn:
-        c.close()
-    return r, data
-
-
 def raw(port, data, read_until_close=True):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(data)
@@ -263,13 +218,10 @@ def raw(port, data, read_until_close=True):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--keel", required=True)
-    args = ap.parse_args()
-    keel = os.path.abspath(args.keel)
+    keel = keel_arg()
     tmp = tempfile.mkdtemp(prefix="keel-proxy-test-")
-    up1, p1 = start_upstream("v1")
-    up2, p2 = start_upstream("v2")
+    up1, p1 = serve(http.server.ThreadingHTTPServer, make_handler("v1"))
+    up2, p2 = serve(http.server.ThreadingHTTPServer, make_handler("v2"))
     gw, admin, dead = free_port(), free_port(), free_port()
     cfgdir = os.path.join(tmp, "config")
     os.makedirs(cfgdir)
@@ -277,16 +229,13 @@ def main():
     cfgfile = os.path.join(cfgdir, "mesh.yaml")
 
     def write_config(version, extra=""):
-        with open(cfgfile + ".tmp", "w") as f:
-            f.write(CONFIG.format(gw=gw, v1=p1, v2=p2, dead=dead, log=logpath, version=version) + extra)
-        os.rename(cfgfile + ".tmp", cfgfile)
+        write_atomic(cfgfile, CONFIG.format(gw=gw, v1=p1, v2=p2, dead=dead, log=logpath, version=version) + extra)
 
     write_config("one")
     proxy_log = open(os.path.join(tmp, "proxy.log"), "w")
-    proc = subprocess.Popen([keel, "proxy", "router", "--config", cfgdir, "--admin", "127.0.0.1:%d" % admin,
-                             "--concurrency", "2", "--drain", "3"], stdout=proxy_log, stderr=subprocess.STDOUT)
+    proc = start_proxy(keel, "router", cfgdir, admin, proxy_log, "--concurrency", "2", "--drain", "3")
     try:
-        rc = subprocess.run([keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % admin, "--timeout", "10"]).returncode
+        rc = wait_ready(keel, admin, timeout=10)
         check("keel proxy wait returns once ready", rc == 0)
 
         # --- routing
@@ -503,18 +452,12 @@ def main():
         check("in-flight request completes during drain", result.get("status") == 200, result)
         check("SIGTERM: clean exit 0", code == 0, code)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_proxy(proc)
         proxy_log.close()
         up1.shutdown()
         up2.shutdown()
-        if failures:
-            print("---- proxy log (tail)")
-            print("".join(open(os.path.join(tmp, "proxy.log")).readlines()[-30:]))
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-    return 1 if failures else 0
+        cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 30)])
+    return summary()
 
 
 if __name__ == "__main__":

@@ -11,36 +11,18 @@ pass-through to an address outside the registry, and REGISTRY_ONLY
 
 Usage: tests/integration/sidecar_test.py --keel build/debug/keel
 """
-import argparse
 import http.server
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 
-checks = [0]
-failures = []
-
-
-def check(name, cond, detail=""):
-    checks[0] += 1
-    print(("ok   %s" if cond else "FAIL %s") % name + ("" if cond else " " + str(detail)[:300]))
-    if not cond:
-        failures.append(name)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (check, cleanup, free_port, keel_arg, serve, start_proxy, stop_proxy, summary,  # noqa: E402
+                     wait_ready, write_atomic)
 
 
 def upstream(name):
@@ -56,11 +38,7 @@ def upstream(name):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-    port = free_port()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, port
+    return serve(http.server.ThreadingHTTPServer, H)
 
 
 CONFIG = """\
@@ -118,9 +96,7 @@ data:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--keel", required=True)
-    keel = os.path.abspath(ap.parse_args().keel)
+    keel = keel_arg()
     tmp = tempfile.mkdtemp(prefix="keel-sidecar-test-")
     s1, v1 = upstream("v1")
     s2, v2 = upstream("v2")
@@ -132,15 +108,12 @@ def main():
     cfg = os.path.join(cfgdir, "mesh.yaml")
 
     def write(mode):
-        with open(cfg + ".tmp", "w") as f:
-            f.write(CONFIG.format(v1=v1, v2=v2, r=r, mode=mode))
-        os.rename(cfg + ".tmp", cfg)
+        write_atomic(cfg, CONFIG.format(v1=v1, v2=v2, r=r, mode=mode))
 
     write("ALLOW_ANY")
     log = open(os.path.join(tmp, "proxy.log"), "w")
-    proc = subprocess.Popen([keel, "proxy", "sidecar", "--config", cfgdir, "--workload", "productpage.default",
-                             "--outbound", "127.0.0.1:%d" % out, "--admin", "127.0.0.1:%d" % admin,
-                             "--concurrency", "1"], stdout=log, stderr=subprocess.STDOUT)
+    proc = start_proxy(keel, "sidecar", cfgdir, admin, log, "--workload", "productpage.default",
+                       "--outbound", "127.0.0.1:%d" % out, "--concurrency", "1")
     proxy = "http://127.0.0.1:%d" % out
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
 
@@ -155,7 +128,7 @@ def main():
             return None, repr(e).encode()
 
     try:
-        check("ready", subprocess.run([keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % admin]).returncode == 0)
+        check("ready", wait_ready(keel, admin) == 0)
         st, body = via("http://reviews.default.svc.cluster.local:9080/")
         check("VirtualService default rule -> v1", (st, body) == (200, b"v1"), (st, body))
         st, body = via("http://reviews.default.svc.cluster.local:9080/", {"end-user": "jason"})
@@ -178,19 +151,12 @@ def main():
         st, body = via("http://reviews.default.svc.cluster.local:9080/")
         check("REGISTRY_ONLY: registered services still reachable", (st, body) == (200, b"v1"), (st, body))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_proxy(proc)
         log.close()
         for s in (s1, s2, s3, s4):
             s.shutdown()
-        if failures:
-            print(open(os.path.join(tmp, "proxy.log")).read()[-2000:])
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-    return 1 if failures else 0
+        cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 30)])
+    return summary()
 
 
 if __name__ == "__main__":

@@ -48,11 +48,9 @@ Usage: tests/integration/soak_test.py --keel build/debug/keel [--requests 200000
 """
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -61,26 +59,9 @@ import tempfile
 import threading
 import time
 
-checks = [0]
-failures = []
-
-
-def check(name, cond, detail=""):
-    checks[0] += 1
-    if cond:
-        print("ok   %s" % name)
-    else:
-        print("FAIL %s %s" % (name, str(detail)[:600]))
-        failures.append(name)
-    sys.stdout.flush()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (check, cleanup, free_port, http_get, metric, start_proxy, stop_proxy, summary,  # noqa: E402
+                     wait_ready, write_atomic)
 
 
 # ---- upstream (child process) -------------------------------------------------------------------------------------
@@ -232,13 +213,6 @@ def vs_yaml(v):
     return VS.format(version=v, ops=ops, dests=dests)
 
 
-def write_atomic(path, text):
-    # the temporary name does not end in .yaml, so the loader never reads a half-written file
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.rename(path + ".tmp", path)
-
-
 # ---- clients --------------------------------------------------------------------------------------------------------
 
 class Stats:
@@ -368,21 +342,6 @@ def rss_kib(pid):
     return -1
 
 
-def http_get(port, path, timeout=5):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
-
-
-def metric(text, name):
-    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    return int(m.group(1)) if m else None
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keel", help="the keel binary")
@@ -415,9 +374,7 @@ def main():
     # cap ASan's quarantine of freed memory (ignored by builds without ASan) so RSS can level off
     env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16").lstrip(":")
     proxy_log = open(os.path.join(tmp, "proxy.log"), "w")
-    proc = subprocess.Popen([keel, "proxy", "router", "--config", cfgdir, "--admin", "127.0.0.1:%d" % admin,
-                             "--concurrency", "2", "--drain", "3"], stdout=proxy_log, stderr=subprocess.STDOUT,
-                            env=env)
+    proc = start_proxy(keel, "router", cfgdir, admin, proxy_log, "--concurrency", "2", "--drain", "3", env=env)
     stats = Stats()
     stop = threading.Event()
     written = [0]           # config versions written (0 = the initial one)
@@ -426,7 +383,7 @@ def main():
     samples = []            # (seconds, requests done, VmRSS KiB)
     baseline = [None]
     try:
-        rc = subprocess.run([keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % admin, "--timeout", "20"]).returncode
+        rc = wait_ready(keel, admin, timeout=20)
         check("keel proxy wait returns once ready", rc == 0)
         if rc != 0:
             return 1
@@ -547,21 +504,15 @@ def main():
         check("SIGTERM: clean exit 0", code == 0, code)
     finally:
         stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_proxy(proc)
         proxy_log.close()
         up.stdin.close()
         try:
             up.wait(timeout=5)
         except subprocess.TimeoutExpired:
             up.kill()
-        if failures:
-            print("---- proxy log (tail)")
-            print("".join(open(os.path.join(tmp, "proxy.log")).readlines()[-30:]))
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-    return 1 if failures else 0
+        cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 30)])
+    return summary()
 
 
 if __name__ == "__main__":

@@ -20,12 +20,10 @@ Nothing asserts timings.
 
 Usage: tests/integration/tcp_test.py --keel build/debug/keel
 """
-import argparse
 import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import socketserver
@@ -37,38 +35,16 @@ import threading
 import time
 import urllib.request
 
-checks = [0]
-failures = []
-
-
-def check(name, cond, detail=""):
-    checks[0] += 1
-    if cond:
-        print("ok   %s" % name)
-    else:
-        print("FAIL %s %s" % (name, str(detail)[:600]))
-        failures.append(name)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def pattern(n, seed=b"keel"):
-    block = hashlib.sha256(seed).digest() * 64
-    return (block * (n // len(block) + 1))[:n]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (check, cleanup, free_port, http_get, keel_arg, metric, pattern, serve,  # noqa: E402
+                     start_proxy, stop_proxy, summary, wait_ready, write_atomic)
 
 
 class Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
     allow_reuse_address = True
 
 
-def serve(handler_fn):
+def serve_tcp(handler_fn):
     """A threaded TCP server on a free port calling handler_fn(sock) per connection."""
     class H(socketserver.BaseRequestHandler):
         def handle(self):
@@ -77,9 +53,7 @@ def serve(handler_fn):
             except OSError:
                 pass
 
-    srv = Server(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, srv.server_address[1]
+    return serve(Server, H)
 
 
 def echo(sock):
@@ -445,10 +419,9 @@ def tls_dribble(port, host, cafile, chunk, payload=b"dribble\n"):
     return got
 
 
-def metric(admin, name):
-    body = urllib.request.urlopen("http://127.0.0.1:%d/stats/prometheus" % admin, timeout=10).read().decode()
-    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
-    return int(m.group(1)) if m else None, body
+def admin_metric(admin, name):
+    body = http_get(admin, "/stats/prometheus", timeout=10)[1].decode()
+    return metric(body, name), body
 
 
 def wait_for(pred, timeout=10):
@@ -462,10 +435,7 @@ def wait_for(pred, timeout=10):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--keel", required=True)
-    args = ap.parse_args()
-    keel = os.path.abspath(args.keel)
+    keel = keel_arg()
     tmp = tempfile.mkdtemp(prefix="keel-tcp-test-")
 
     # a self-signed certificate both TLS backends present; clients verify it (so TLS is end to end)
@@ -479,7 +449,7 @@ def main():
 
     servers = []
     for fn in (echo, sink, banner("one"), banner("two"), tls_backend("a", sctx), tls_backend("b", sctx)):
-        servers.append(serve(fn))
+        servers.append(serve_tcp(fn))
     (_, echo_p), (_, sink_p), (_, b1), (_, b2), (_, tls_a), (_, tls_b) = servers
     ports = dict(p_echo=free_port(), p_sink=free_port(), p_banner=free_port(), p_dead=free_port(),
                  p_idle=free_port(), p_dur=free_port(), p_tls=free_port(),
@@ -491,10 +461,8 @@ def main():
     cfgfile = os.path.join(cfgdir, "mesh.yaml")
 
     def write_config(gen):
-        with open(cfgfile + ".tmp", "w") as f:
-            f.write(CONFIG.format(echo=echo_p, sink=sink_p, banner1=b1, banner2=b2, dead=dead, tls_a=tls_a,
-                                  tls_b=tls_b, log=logpath, gen=gen, **ports))
-        os.rename(cfgfile + ".tmp", cfgfile)
+        write_atomic(cfgfile, CONFIG.format(echo=echo_p, sink=sink_p, banner1=b1, banner2=b2, dead=dead, tls_a=tls_a,
+                                            tls_b=tls_b, log=logpath, gen=gen, **ports))
 
     def log_lines():
         try:
@@ -504,11 +472,10 @@ def main():
 
     write_config(1)
     proxy_log = open(os.path.join(tmp, "proxy.log"), "w")
-    proc = subprocess.Popen([keel, "proxy", "router", "--config", cfgdir, "--admin", "127.0.0.1:%d" % admin,
-                             "--concurrency", "2", "--drain", "3"], stdout=proxy_log, stderr=subprocess.STDOUT)
+    proc = start_proxy(keel, "router", cfgdir, admin, proxy_log, "--concurrency", "2", "--drain", "3")
     side = None
     try:
-        rc = subprocess.run([keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % admin, "--timeout", "10"]).returncode
+        rc = wait_ready(keel, admin, timeout=10)
         check("keel proxy wait returns once ready", rc == 0)
 
         # --- bytes both ways
@@ -545,7 +512,7 @@ def main():
         print("     back-pressure: sender stalled at %d of %d bytes, proxy RSS %d MiB" %
               (stalled_at, len(data), rss >> 20))
         check("stalled reader: 48 MiB echoed intact through back-pressure", back == data, (len(back), len(data)))
-        n, _ = metric(admin, "envoy_tcp_downstream_flow_control_paused_reading_total")
+        n, _ = admin_metric(admin, "envoy_tcp_downstream_flow_control_paused_reading_total")
         check("stalled reader: reading from the client was paused", n is not None and n >= 1, n)
 
         s = connect(ports["p_echo"])
@@ -705,7 +672,7 @@ def main():
               (echoed, ended, lines[:1]))
 
         # --- stats
-        n, text = metric(admin, "envoy_tcp_downstream_cx_total")
+        n, text = admin_metric(admin, "envoy_tcp_downstream_cx_total")
         check("prometheus: TCP connections counted", n is not None and n >= 300, text[-400:])
         m = re.search(r'^envoy_cluster_upstream_cx_rx_bytes_total'
                       r'\{cluster_name="outbound\|9000\|\|echo.internal"\} (\d+)$', text, re.M)
@@ -739,10 +706,9 @@ def main():
         sport, sout, sadmin = free_port(), free_port(), free_port()
         with open(os.path.join(sdir, "mesh.yaml"), "w") as f:
             f.write(SIDECAR_CONFIG.format(port=sport, echo=echo_p))
-        side = subprocess.Popen([keel, "proxy", "sidecar", "--config", sdir, "--outbound", "127.0.0.1:%d" % sout,
-                                 "--admin", "127.0.0.1:%d" % sadmin, "--concurrency", "1"],
-                                stdout=proxy_log, stderr=subprocess.STDOUT)
-        rc = subprocess.run([keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % sadmin, "--timeout", "10"]).returncode
+        side = start_proxy(keel, "sidecar", sdir, sadmin, proxy_log, "--outbound", "127.0.0.1:%d" % sout,
+                           "--concurrency", "1")
+        rc = wait_ready(keel, sadmin, timeout=10)
         data = pattern(1024 * 1024, b"side")
         back = b""
         for _ in range(50):  # the listener opens with the first snapshot
@@ -782,21 +748,13 @@ def main():
         check("access log: the session cut by the shutdown is logged",
               any("proxy_shutdown" in l for l in log_lines()), log_lines()[-3:])
     finally:
-        for p in (proc, side):
-            if p and p.poll() is None:
-                p.kill()
-                p.wait()
+        stop_proxy(proc)
+        stop_proxy(side)
         proxy_log.close()
         for srv, _ in servers:
             srv.shutdown()
-        if failures:
-            print("---- proxy log (tail)")
-            print("".join(open(os.path.join(tmp, "proxy.log")).readlines()[-30:]))
-            print("---- access log (tail)")
-            print("\n".join(log_lines()[-15:]))
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-    return 1 if failures else 0
+        cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 30), ("access log", logpath, 15)])
+    return summary()
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ change that replaces a certificate without a restart.
 
 Usage: tests/integration/tls_test.py --keel build/debug/keel
 """
-import argparse
 import base64
 import http.client
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,23 +21,9 @@ import sys
 import tempfile
 import time
 
-checks = [0]
-failures = []
-
-
-def check(name, cond, detail=""):
-    checks[0] += 1
-    print(("ok   %s" if cond else "FAIL %s") % name + ("" if cond else " " + str(detail)[:400]))
-    if not cond:
-        failures.append(name)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (check, cleanup, free_port, keel_arg, start_proxy, stop_proxy, summary,  # noqa: E402
+                     wait_ready, write_atomic)
 
 
 def make_cert(d, name):
@@ -110,9 +94,7 @@ def get(port, name, cafile, path="/"):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--keel", required=True)
-    keel = os.path.abspath(ap.parse_args().keel)
+    keel = keel_arg()
     tmp = tempfile.mkdtemp(prefix="keel-tls-test-")
     acrt, akey = make_cert(tmp, "a.example.com")
     bcrt, bkey = make_cert(tmp, "b.example.com")
@@ -122,17 +104,14 @@ def main():
     cfg = os.path.join(cfgdir, "gw.yaml")
 
     def write(gen, a_crt=acrt, a_key=akey):
-        with open(cfg + ".tmp", "w") as f:
-            f.write(CONFIG.format(tls=tls_port, plain=plain, bcrt=bcrt, bkey=bkey, acrt=b64(a_crt), akey=b64(a_key),
-                                  gen=gen))
-        os.rename(cfg + ".tmp", cfg)
+        write_atomic(cfg, CONFIG.format(tls=tls_port, plain=plain, bcrt=bcrt, bkey=bkey, acrt=b64(a_crt),
+                                        akey=b64(a_key), gen=gen))
 
     write(1)
     log = open(os.path.join(tmp, "proxy.log"), "w")
-    proc = subprocess.Popen([keel, "proxy", "router", "--config", cfgdir, "--admin", "127.0.0.1:%d" % admin,
-                             "--concurrency", "1"], stdout=log, stderr=subprocess.STDOUT)
+    proc = start_proxy(keel, "router", cfgdir, admin, log, "--concurrency", "1")
     try:
-        check("ready", subprocess.run([keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % admin]).returncode == 0)
+        check("ready", wait_ready(keel, admin) == 0)
         st, body, peer = get(tls_port, "a.example.com", acrt)
         check("SNI a: Secret certificate, a's routes", st == 200 and body == b"a 1", (st, body))
         check("certificate verified for a.example.com", dict(x[0] for x in peer["subject"]).get("commonName") ==
@@ -178,17 +157,10 @@ def main():
             time.sleep(0.1)
         check("certificate rotated by a config change, no restart", ok)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_proxy(proc)
         log.close()
-        if failures:
-            print(open(os.path.join(tmp, "proxy.log")).read()[-2000:])
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-    return 1 if failures else 0
+        cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 30)])
+    return summary()
 
 
 if __name__ == "__main__":

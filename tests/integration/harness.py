@@ -1,0 +1,160 @@
+"""harness.py - what the integration tests in this folder share (Python standard library only).
+
+Each `*_test.py` here imports it (`import harness`; the script's own folder is put on sys.path first, so they run
+from any working directory). It provides:
+
+- checks and results: `check(name, cond, detail)` prints `ok   name` or `FAIL name detail` (detail cut to 600
+  characters) and flushes stdout; `failures` lists the names of the failed checks; `summary()` prints
+  `N passed, M failed` and returns the exit status (1 when anything failed).
+- `keel_arg()`: parses the `--keel BINARY` command line every test takes and returns the binary's absolute path.
+- ports and servers: `free_port()`; `serve(server_class, handler)`, a threaded server on a free 127.0.0.1 port
+  served from a daemon thread (upstream HTTP servers, TCP backends).
+- the proxy under test: `start_proxy(keel, mode, config_dir, admin, log, *args)` runs `keel proxy MODE --config
+  DIR --admin 127.0.0.1:PORT ...` with its output in `log`; `wait_ready(keel, admin)` runs `keel proxy wait`
+  (polls the admin `/ready`) and returns its exit status; `stop_proxy(proc)` terminates it if still running
+  (SIGTERM, then SIGKILL after 10 s).
+- config files: `write_atomic(path, text)` writes under a temporary name and renames, so the proxy's config
+  loader never reads a half-written file.
+- HTTP and data: `request(port, method, path, ...)` (one request over http.client, optionally on a kept-alive
+  connection), `http_get(port, path)` -> (status, body), `metric(text, name)` (one value from Prometheus text),
+  `pattern(n, seed)` (deterministic test bytes).
+- the end of a test: `cleanup(tmp, tails)` prints the tail of each log when a check failed and removes the
+  temporary folder.
+"""
+import argparse
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+failures = []       # names of the checks that failed
+checks = [0]        # checks run
+
+
+def check(name, cond, detail=""):
+    checks[0] += 1
+    if cond:
+        print("ok   %s" % name)
+    else:
+        print("FAIL %s %s" % (name, str(detail)[:600]))
+        failures.append(name)
+    sys.stdout.flush()
+
+
+def summary():
+    """Prints the final `N passed, M failed` line; returns the exit status (1 when any check failed)."""
+    print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
+    sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def keel_arg():
+    """The --keel argument (the binary under test), as an absolute path."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keel", required=True)
+    return os.path.abspath(ap.parse_args().keel)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def serve(server_class, handler):
+    """Starts server_class (a socketserver class, e.g. http.server.ThreadingHTTPServer) with handler on a free
+    127.0.0.1 port, serving from a daemon thread with daemon request threads. Returns (server, port)."""
+    srv = server_class(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, srv.server_address[1]
+
+
+def start_proxy(keel, mode, config_dir, admin, log, *args, env=None):
+    """`keel proxy MODE --config DIR --admin 127.0.0.1:ADMIN ARGS...` with stdout and stderr into log (a file)."""
+    return subprocess.Popen([keel, "proxy", mode, "--config", config_dir, "--admin", "127.0.0.1:%d" % admin]
+                            + list(args), stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_ready(keel, admin, timeout=None):
+    """`keel proxy wait` on the admin port (it polls /ready); returns its exit status (0: ready). Without a
+    timeout, keel's default (60 s) applies."""
+    cmd = [keel, "proxy", "wait", "--admin", "127.0.0.1:%d" % admin]
+    if timeout is not None:
+        cmd += ["--timeout", str(timeout)]
+    return subprocess.run(cmd).returncode
+
+
+def stop_proxy(proc, grace=10):
+    """Ends a proxy still running: SIGTERM, then SIGKILL if it has not exited after grace seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def write_atomic(path, text):
+    # the temporary name does not end in .yaml, so the loader never reads a half-written file
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def request(port, method, path, body=None, headers=None, conn=None, timeout=10):
+    """One request to 127.0.0.1:port; on conn (kept open) when given. Returns (response, body bytes)."""
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r, r.read()
+    finally:
+        if not conn:
+            c.close()
+
+
+def http_get(port, path, timeout=5):
+    """GET http://127.0.0.1:port/path on a connection of its own; returns (status, body)."""
+    r, body = request(port, "GET", path, timeout=timeout)
+    return r.status, body
+
+
+def metric(text, name):
+    """The value of an unlabelled counter or gauge in Prometheus text, or None."""
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def pattern(n, seed=b"keel"):
+    """n bytes of a repeating, seed-dependent pattern (for checking bodies byte for byte)."""
+    block = hashlib.sha256(seed).digest() * 64
+    return (block * (n // len(block) + 1))[:n]
+
+
+def print_tail(title, path, lines):
+    """Prints `---- TITLE (tail)` and the last lines of the file at path (nothing of a missing file)."""
+    print("---- %s (tail)" % title)
+    try:
+        with open(path) as f:
+            print("".join(f.readlines()[-lines:]))
+    except FileNotFoundError:
+        print()
+
+
+def cleanup(tmp, tails=()):
+    """The end of a test: when a check failed, print_tail(title, path, lines) for each entry of tails; then remove
+    the temporary folder tmp."""
+    if failures:
+        for title, path, lines in tails:
+            print_tail(title, path, lines)
+    shutil.rmtree(tmp, ignore_errors=True)
