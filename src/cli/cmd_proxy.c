@@ -3,8 +3,12 @@
  *
  *   keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR] [--concurrency N]
  *   keel proxy sidecar --config DIR (--workload NAME.NS | --labels k=v,... [--namespace NS])
- *                      [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR] [--concurrency N]
+ *                      [--service-account SA] [--outbound ADDR] [--admin ADDR] [--concurrency N]
  *   keel proxy wait    [--admin ADDR] [--timeout SECONDS]
+ *
+ * Bad arguments end with exit status 2 and a message naming the flag: numbers must be whole numbers in
+ * range (no silent 0 for "--concurrency abc"), and --inbound is refused until the sidecar inbound
+ * listener exists rather than accepted and ignored.
  */
 #include "base/arena.h"
 #include "base/log.h"
@@ -23,7 +27,7 @@ static void usage(FILE *fp)
             "usage: keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
             "       keel proxy sidecar --config DIR (--workload NAME.NAMESPACE | --labels k=v,... [--namespace NS])\n"
-            "                          [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR]\n"
+            "                          [--service-account SA] [--outbound ADDR] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
             "       keel proxy wait    [--admin ADDR] [--timeout SECONDS]\n"
             "\n"
@@ -33,6 +37,24 @@ static void usage(FILE *fp)
             "         that routes by Host and port with the mesh's VirtualServices and DestinationRules.\n"
             "The config folder is watched: valid changes apply without dropping connections; invalid ones\n"
             "are refused and the last good config keeps serving. Admin API on --admin (127.0.0.1:15000).\n");
+}
+
+/* A whole number in [0, max] for FLAG; false (after saying why on stderr) otherwise. */
+static bool parse_count(const char *flag, const char *s, unsigned long max, unsigned *out)
+{
+    char *end = NULL;
+    unsigned long v = 0;
+    bool ok = *s >= '0' && *s <= '9';
+    if (ok) {
+        v = strtoul(s, &end, 10);
+        ok = *end == '\0' && v <= max;
+    }
+    if (!ok) {
+        fprintf(stderr, "keel proxy: --%s wants a whole number from 0 to %lu, got \"%s\"\n", flag, max, s);
+        return false;
+    }
+    *out = (unsigned)v;
+    return true;
 }
 
 /* "a=b,c=d" -> kv list in the arena; NULL on a malformed list */
@@ -74,7 +96,7 @@ int keel_cmd_proxy(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct keel_arena *a = keel_arena_new(4096);
-    struct keel_proxy_options o = {.watch = true, .outbound_addr = "127.0.0.1:15001"};
+    struct keel_proxy_options o = {.watch = true, .outbound_addr = "127.0.0.1:15001", .drain_seconds = 5};
     unsigned timeout = 60;
     const char *labels = NULL;
     int c;
@@ -94,7 +116,8 @@ int keel_cmd_proxy(int argc, char **argv)
             o.admin_addr = optarg;
             break;
         case 'j':
-            o.concurrency = (unsigned)strtoul(optarg, NULL, 10);
+            if (!parse_count("concurrency", optarg, 1024, &o.concurrency))
+                goto usage_error;
             break;
         case 'w':
             o.workload = optarg;
@@ -106,13 +129,18 @@ int keel_cmd_proxy(int argc, char **argv)
             o.outbound_addr = optarg;
             break;
         case 'i':
-            o.inbound_addr = optarg;
-            break;
+            fprintf(stderr,
+                    "keel proxy: --inbound %s: the sidecar inbound listener is not implemented yet, so nothing "
+                    "would listen there (see docs/proxy.md)\n",
+                    optarg);
+            goto usage_error;
         case 't':
-            timeout = (unsigned)strtoul(optarg, NULL, 10);
+            if (!parse_count("timeout", optarg, 86400, &timeout))
+                goto usage_error;
             break;
         case 'd':
-            o.drain_seconds = (unsigned)strtoul(optarg, NULL, 10);
+            if (!parse_count("drain", optarg, 86400, &o.drain_seconds))
+                goto usage_error;
             break;
         case 'W':
             o.watch = false;
@@ -136,6 +164,10 @@ int keel_cmd_proxy(int argc, char **argv)
             keel_arena_free(a);
             return KEEL_EXIT_USAGE;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "keel proxy: unexpected argument \"%s\"\n", argv[optind]);
+        goto usage_error;
     }
     int rc;
     if (strcmp(mode, "wait") == 0) {
@@ -170,4 +202,8 @@ int keel_cmd_proxy(int argc, char **argv)
     rc = keel_proxy_run(&o);
     keel_arena_free(a);
     return rc;
+
+usage_error:
+    keel_arena_free(a);
+    return KEEL_EXIT_USAGE;
 }

@@ -588,8 +588,6 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
         rt->opt.ns = opt->mode == KEEL_PROXY_MODE_ROUTER ? "istio-system" : "default";
     if (!rt->opt.admin_addr)
         rt->opt.admin_addr = "127.0.0.1:15000";
-    if (!rt->opt.drain_seconds)
-        rt->opt.drain_seconds = 5;
     rt->id_arena = keel_arena_new(4096);
     rt->started_unix = (int64_t)time(NULL);
     rt->ino = -1;

@@ -140,6 +140,23 @@ def main():
         p = run(keel, ["validate", "-q", bad])
         check("-q prints errors only, no summary", p.returncode == 1 and p.stderr == "", p.stderr)
 
+        # keel proxy: a bad argument is a usage error naming the flag, never a silent default
+        for args, needle in [
+            (["--concurrency", "abc"], "--concurrency wants a whole number"),
+            (["--concurrency", "-1"], "--concurrency wants a whole number"),
+            (["--drain", "5s"], "--drain wants a whole number"),
+            (["--inbound", "127.0.0.1:15006"], "inbound listener is not implemented yet"),
+        ]:
+            p = run(keel, ["proxy", "sidecar", "--config", d, "--workload", "w.default"] + args)
+            check("keel proxy %s is a usage error (2) naming it" % " ".join(args),
+                  p.returncode == 2 and needle in p.stderr, (p.returncode, p.stderr))
+        p = run(keel, ["proxy", "wait", "--timeout", "ten"])
+        check("keel proxy wait --timeout ten is a usage error (2)",
+              p.returncode == 2 and "--timeout wants a whole number" in p.stderr, (p.returncode, p.stderr))
+        p = run(keel, ["proxy", "router", "--config", d, "stray"])
+        check("keel proxy with a stray argument is a usage error (2)",
+              p.returncode == 2 and 'unexpected argument "stray"' in p.stderr, (p.returncode, p.stderr))
+
     return summary()
 
 
