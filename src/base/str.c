@@ -134,3 +134,30 @@ const char *keel_str_clip(const char *s, size_t max, char *buf, size_t n)
     memcpy(buf + cut, "...", 4);
     return buf;
 }
+
+size_t keel_u64_to_str(uint64_t v, char *out)
+{
+    char tmp[KEEL_U64_STRLEN];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+void keel_uuid_to_str(const unsigned char b[16], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}

@@ -36,6 +36,14 @@ bool keel_cstr_empty(const char *s);
  * Returns 0 and sets *out, or KEEL_EINVAL / KEEL_ETOOBIG. */
 int keel_str_to_u64(struct keel_str s, uint64_t max, uint64_t *out);
 
+/* Writes v in decimal and a NUL into out (KEEL_U64_STRLEN bytes always suffice); returns the digit
+ * count. For hot paths where snprintf's format parsing is the cost (headers written per request). */
+#define KEEL_U64_STRLEN 21
+size_t keel_u64_to_str(uint64_t v, char *out);
+
+/* Writes the 16 bytes b as lowercase hex in RFC 9562's 8-4-4-4-12 layout and a NUL (37 bytes). */
+void keel_uuid_to_str(const unsigned char b[16], char out[37]);
+
 /* s itself when it has at most max bytes; otherwise its longest prefix of at
  * most max bytes that ends on a UTF-8 character boundary, plus "...", copied
  * into buf (n bytes). For quoting user input in messages. */

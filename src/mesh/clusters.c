@@ -371,6 +371,14 @@ static void add_ep(struct keel_snapshot_build *b, struct vec *eps, const char *a
     }
     e->address = dup(b, addr);
     e->port = port;
+    if (port == 0) {
+        e->hostport = e->address;
+    } else {
+        size_t n = strlen(addr) + 16;
+        char *hp = keel_arena_xalloc(b->arena, n);
+        snprintf(hp, n, strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr, (unsigned)port);
+        e->hostport = hp;
+    }
     e->weight = weight > 0 && weight <= UINT32_MAX ? (uint32_t)weight : 1;
     e->labels = copy_labels(b, labels, n_labels);
     e->n_labels = n_labels;

@@ -108,7 +108,9 @@ enum {
 
 struct keel_endpoint {
     const char *address;
-    uint32_t port;   /* 0 for unix sockets */
+    const char *hostport; /* "10.0.0.1:8080", "[::1]:8080", the address for unix sockets: the pool key and the
+                             access log's UPSTREAM_HOST, formatted once here, not per request */
+    uint32_t port;        /* 0 for unix sockets */
     uint32_t weight; /* >= 1 */
     uint32_t flags;
     const struct keel_kv_str *labels;

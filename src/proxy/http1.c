@@ -85,7 +85,7 @@ struct keel_stream {
     const struct keel_endpoint *tried;
     struct keel_cluster_stats *cstats;
     unsigned attempts;
-    char upstream_host[KEEL_ADDR_STRLEN];
+    const char *upstream_host; /* the endpoint's "addr:port" (lives in the snapshot this stream holds) or NULL */
     char upstream_local[KEEL_ADDR_STRLEN];
     /* upstream */
     struct keel_upconn *uc;
@@ -277,8 +277,8 @@ static void local_reply(struct keel_stream *st, int status, uint32_t flag, const
     bool keep = st->req.keep_alive && st->req_done && !dc->closing && !dc->pw->draining;
     struct keel_http_header h[12];
     size_t n = 0;
-    char len[32];
-    snprintf(len, sizeof(len), "%zu", body_len);
+    char len[KEEL_U64_STRLEN];
+    keel_u64_to_str(body_len, len);
     if (!bodiless) {
         h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(len)};
         h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
@@ -536,6 +536,7 @@ static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
     } else {
         ep->address = keel_arena_strdup(st->arena, host);
     }
+    ep->hostport = keel_arena_strdup(st->arena, spec);
     ep->port = port;
     ep->weight = 1;
     return ep;
@@ -577,10 +578,7 @@ static void stream_dispatch_upstream(struct keel_stream *st)
     }
     st->tried = st->ep;
     st->attempts++;
-    if (strchr(st->ep->address, ':'))
-        snprintf(st->upstream_host, sizeof(st->upstream_host), "[%s]:%u", st->ep->address, st->ep->port);
-    else
-        snprintf(st->upstream_host, sizeof(st->upstream_host), "%s:%u", st->ep->address, st->ep->port);
+    st->upstream_host = st->ep->hostport;
     st->upstream_start_ms = keel_loop_now_ms(dc->pw->loop);
     struct keel_upconn *uc;
     int rc = keel_upstream_attach(dc->pw, st, c, st->ep, c->limits.connect_timeout, &uc);
@@ -648,8 +646,7 @@ static void make_request_id(struct keel_pworker *pw, char out[37])
     }
     b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
-             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    keel_uuid_to_str(b, out);
 }
 
 /* Serializes the request head for the upstream into st->uc->out (and the replay copy). */
@@ -689,7 +686,7 @@ static int write_request_head(struct keel_stream *st)
             have_xfp = true;
         h[n++] = st->req.headers[i];
     }
-    char attempts[16], xff_buf[1024], clen[32];
+    char attempts[KEEL_U64_STRLEN], xff_buf[1024], clen[KEEL_U64_STRLEN];
     if (!have_xfp)
         h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-proto"), keel_str_c(dc->tls ? "https" : "http")};
     if (dc->role == KEEL_PL_GATEWAY) {
@@ -699,12 +696,12 @@ static int write_request_head(struct keel_stream *st)
             snprintf(xff_buf, sizeof(xff_buf), "%s", dc->peer_ip);
         h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-for"), keel_str_c(xff_buf)};
     }
-    snprintf(attempts, sizeof(attempts), "%u", st->attempts);
+    keel_u64_to_str(st->attempts, attempts);
     h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
     if (st->req_mode == BODY_CHUNKED) {
         h[n++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
     } else if (st->req_mode == BODY_LENGTH || st->req.has_content_length) {
-        snprintf(clen, sizeof(clen), "%llu", (unsigned long long)st->req.content_length);
+        keel_u64_to_str(st->req.content_length, clen);
         h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(clen)};
     }
     apply_ops(&a->headers.request, h, &n, cap);
@@ -873,14 +870,14 @@ static int write_response_head(struct keel_stream *st)
             continue;
         h[n++] = st->resp.headers[i];
     }
-    char clen[32], ust[32];
+    char clen[KEEL_U64_STRLEN], ust[KEEL_U64_STRLEN];
     if (st->resp_mode == BODY_CHUNKED)
         h[n++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
     else if (st->resp.has_content_length) {
-        snprintf(clen, sizeof(clen), "%llu", (unsigned long long)st->resp.content_length);
+        keel_u64_to_str(st->resp.content_length, clen);
         h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(clen)};
     }
-    snprintf(ust, sizeof(ust), "%lld", (long long)st->upstream_service_ms);
+    keel_u64_to_str(st->upstream_service_ms > 0 ? (uint64_t)st->upstream_service_ms : 0, ust);
     h[n++] = (struct keel_http_header){keel_str_c("x-envoy-upstream-service-time"), keel_str_c(ust)};
     bool keep = st->req.keep_alive && st->resp_mode != BODY_UNTIL_CLOSE && !dc->pw->draining && !dc->closing;
     if (!keep) {
@@ -1025,7 +1022,7 @@ static void access_log(struct keel_stream *st)
         .bytes_sent = st->bytes_sent,
         .duration_ms = (int64_t)(keel_loop_now_ms(dc->pw->loop) - st->start_ms),
         .upstream_service_time_ms = st->resp.status ? st->upstream_service_ms : -1,
-        .upstream_host = st->upstream_host[0] ? st->upstream_host : NULL,
+        .upstream_host = st->upstream_host,
         .upstream_cluster = st->cluster ? st->cluster->name : NULL,
         .upstream_local_address = st->upstream_local[0] ? st->upstream_local : NULL,
         .downstream_local_address = dc->local,

@@ -579,14 +579,6 @@ static const struct keel_l4_route *sidecar_route(struct keel_tconn *t, const cha
     return keel_tcp_route_match(&only, t->local_ip, sni, NULL);
 }
 
-static void endpoint_key(const struct keel_endpoint *ep, char *buf, size_t n)
-{
-    if (strchr(ep->address, ':'))
-        snprintf(buf, n, "[%s]:%u", ep->address, ep->port);
-    else
-        snprintf(buf, n, "%s:%u", ep->address, ep->port);
-}
-
 static void connect_upstream(struct keel_tconn *t)
 {
     struct keel_pworker *pw = t->pw;
@@ -597,7 +589,7 @@ static void connect_upstream(struct keel_tconn *t)
         fail(t, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream");
         return;
     }
-    endpoint_key(t->ep, t->upstream_host, sizeof(t->upstream_host));
+    snprintf(t->upstream_host, sizeof(t->upstream_host), "%s", t->ep->hostport);
     struct keel_addr addr;
     if (keel_addr_parse(t->upstream_host, &addr) != 0) {
         /* a DNS name or a unix socket: not in this build yet */

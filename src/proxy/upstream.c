@@ -23,14 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void endpoint_key(const struct keel_endpoint *ep, char *buf, size_t n)
-{
-    if (strchr(ep->address, ':'))
-        snprintf(buf, n, "[%s]:%u", ep->address, ep->port);
-    else
-        snprintf(buf, n, "%s:%u", ep->address, ep->port);
-}
-
 static struct keel_upool *pool_get(struct keel_pworker *pw, const char *key, bool create)
 {
     struct keel_upool *p = keel_map_get(&pw->pools, key, strlen(key));
@@ -49,9 +41,7 @@ static struct keel_upool *pool_get(struct keel_pworker *pw, const char *key, boo
 
 static size_t endpoint_active(struct keel_pworker *pw, const struct keel_endpoint *ep)
 {
-    char key[KEEL_ADDR_STRLEN];
-    endpoint_key(ep, key, sizeof(key));
-    struct keel_upool *p = pool_get(pw, key, false);
+    struct keel_upool *p = pool_get(pw, ep->hostport, false);
     return p ? p->active : 0;
 }
 
@@ -262,8 +252,7 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
                          const struct keel_endpoint *ep, int64_t connect_timeout_ns, struct keel_upconn **out)
 {
-    char key[KEEL_ADDR_STRLEN];
-    endpoint_key(ep, key, sizeof(key));
+    const char *key = ep->hostport;
     struct keel_upool *p = pool_get(pw, key, true);
     struct keel_cluster_stats *cs = keel_stats_cluster(pw->stats, c->name);
     if (p && p->idle) {
@@ -373,9 +362,7 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
 
 void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta)
 {
-    char key[KEEL_ADDR_STRLEN];
-    endpoint_key(ep, key, sizeof(key));
-    struct keel_upool *p = pool_get(pw, key, delta > 0);
+    struct keel_upool *p = pool_get(pw, ep->hostport, delta > 0);
     if (!p)
         return;
     if (delta > 0)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -248,6 +249,34 @@ static void test_edit_distance_cap(void **state)
     assert_int_equal(keel_str_edit_distance(m1, m2, 3), 1); /* 64 is still measured */
 }
 
+static void test_u64_to_str(void **state)
+{
+    (void)state;
+    char out[KEEL_U64_STRLEN];
+    assert_int_equal(keel_u64_to_str(0, out), 1);
+    assert_string_equal(out, "0");
+    assert_int_equal(keel_u64_to_str(1234567, out), 7);
+    assert_string_equal(out, "1234567");
+    assert_int_equal(keel_u64_to_str(UINT64_MAX, out), 20);
+    assert_string_equal(out, "18446744073709551615");
+    char ref[32];
+    for (uint64_t v = 1; v < UINT64_MAX / 7; v = v * 7 + 3) { /* agrees with printf across magnitudes */
+        snprintf(ref, sizeof(ref), "%llu", (unsigned long long)v);
+        keel_u64_to_str(v, out);
+        assert_string_equal(out, ref);
+    }
+}
+
+static void test_uuid_to_str(void **state)
+{
+    (void)state;
+    const unsigned char b[16] = {0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x42, 0xd3,
+                                 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00};
+    char out[37];
+    keel_uuid_to_str(b, out);
+    assert_string_equal(out, "123e4567-e89b-42d3-a456-426614174000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +295,8 @@ int main(void)
         cmocka_unit_test(test_clip_tiny_buffer),
         cmocka_unit_test(test_edit_distance),
         cmocka_unit_test(test_edit_distance_cap),
+        cmocka_unit_test(test_u64_to_str),
+        cmocka_unit_test(test_uuid_to_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,8 +113,11 @@ static void test_subsets_by_labels(void **state)
     const struct keel_cluster *v2 = cluster(&f, "outbound|9080|v2|shop.internal");
     assert_int_equal(v2->n_endpoints, 1);
     assert_int_equal(endpoint(v2, "10.0.0.3")->port, 9080);
+    assert_string_equal(endpoint(v2, "10.0.0.3")->hostport, "10.0.0.3:9080");
     /* the WorkloadEntry `ports` map renames the port, by service port name */
     assert_int_equal(endpoint(cluster(&f, "outbound|9081|v2|shop.internal"), "10.0.0.3")->port, 19081);
+    assert_string_equal(endpoint(cluster(&f, "outbound|9081|v2|shop.internal"), "10.0.0.3")->hostport,
+                        "10.0.0.3:19081");
     assert_int_equal(cluster(&f, "outbound|9080|all|shop.internal")->n_endpoints, 3); /* no labels: all */
     assert_string_equal(v1->destination_rule, "default/shop");
     fx_free(&f);
@@ -377,6 +380,23 @@ static void test_kubernetes_endpoints(void **state)
     fx_free(&f);
 }
 
+/* The "host:port" key is formatted once at compile time: brackets for IPv6, the path alone for unix sockets. */
+static void test_endpoint_hostport(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_build(&f, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s, namespace: default}\n"
+                 "spec:\n  hosts: [s.example.com]\n  location: MESH_INTERNAL\n  resolution: STATIC\n"
+                 "  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+                 "  endpoints:\n  - address: 192.0.2.1\n  - address: 2001:db8::1\n"
+                 "  - address: unix:///var/run/s.sock\n");
+    const struct keel_cluster *c = cluster(&f, "outbound|80||s.example.com");
+    assert_string_equal(endpoint(c, "192.0.2.1")->hostport, "192.0.2.1:80");
+    assert_string_equal(endpoint(c, "2001:db8::1")->hostport, "[2001:db8::1]:80");
+    assert_string_equal(endpoint(c, "unix:///var/run/s.sock")->hostport, "unix:///var/run/s.sock");
+    fx_free(&f);
+}
+
 static void test_registry_visibility(void **state)
 {
     (void)state;
@@ -416,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_workload_selector),
         cmocka_unit_test(test_kubernetes_endpoints),
         cmocka_unit_test(test_registry_visibility),
+        cmocka_unit_test(test_endpoint_hostport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
