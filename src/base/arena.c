@@ -126,6 +126,28 @@ char *keel_arena_strdup(struct keel_arena *a, const char *s)
     return keel_arena_strndup(a, s, strlen(s));
 }
 
+char *keel_arena_strdup_lower(struct keel_arena *a, const char *s)
+{
+    char *d = keel_arena_strdup(a, s ? s : "");
+    for (char *p = d; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p + ('a' - 'A'));
+    return d;
+}
+
+void *keel_arena_vec_push(struct keel_arena *a, struct keel_arena_vec *x, size_t elem)
+{
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 8;
+        void *nv = keel_arena_xalloc(a, cap * elem);
+        if (x->n)
+            memcpy(nv, x->v, x->n * elem);
+        x->v = nv;
+        x->cap = cap;
+    }
+    return (char *)x->v + elem * x->n++;
+}
+
 char *keel_arena_printf(struct keel_arena *a, const char *fmt, ...)
 {
     va_list ap;

@@ -36,9 +36,21 @@ char *keel_arena_strndup(struct keel_arena *a, const char *s, size_t n);
 /* Copy of a NUL-terminated string; aborts on OOM. */
 char *keel_arena_strdup(struct keel_arena *a, const char *s);
 
+/* ASCII-lowercased copy of s (NULL copies as ""); aborts on OOM. For host names and header names. */
+char *keel_arena_strdup_lower(struct keel_arena *a, const char *s);
+
+/* An array that grows inside an arena (doubling; the old block stays in the arena until it is freed).
+ * Zero-initialise it; v is the elements, n how many are in use. */
+struct keel_arena_vec {
+    void *v;
+    size_t n, cap;
+};
+
+/* Room for one more element of elem bytes at the end of x (not zeroed); aborts on OOM. */
+void *keel_arena_vec_push(struct keel_arena *a, struct keel_arena_vec *x, size_t elem);
+
 /* printf into the arena; aborts on OOM. */
-char *keel_arena_printf(struct keel_arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *keel_arena_printf(struct keel_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Bytes handed out so far (for memory accounting and tests). */
 size_t keel_arena_used(const struct keel_arena *a);

@@ -130,15 +130,6 @@ static void xmap_put(struct keel_map *m, const char *key, size_t klen, void *val
     }
 }
 
-static char *lower_dup(struct keel_arena *a, const char *s)
-{
-    char *d = keel_arena_strdup(a, s);
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p + 32);
-    return d;
-}
-
 /* what keel_host_index_build() accepts; validation rejects the rest */
 static bool host_ok(const char *h)
 {
@@ -502,7 +493,8 @@ static struct keel_host_index *build_dr_index(struct keel_store *s, const struct
     size_t *count = keel_arena_xalloc(s->arena, n * sizeof(*count));
     size_t ng = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *h = lower_dup(s->arena, keel_host_fqdn(s->arena, dr_spec(m[i])->host, m[i]->ns, s->md.domain));
+        const char *h =
+            keel_arena_strdup_lower(s->arena, keel_host_fqdn(s->arena, dr_spec(m[i])->host, m[i]->ns, s->md.domain));
         void *v = keel_map_get(&hosts, h, strlen(h));
         size_t g = v ? (size_t)(uintptr_t)v - 1 : ng;
         if (!v) {
@@ -576,7 +568,7 @@ static void build_dr_indexes(struct keel_store *s)
 static void add_service_host(struct keel_store *s, struct keel_map *m, struct keel_vec *order, const char *host,
                              const struct keel_resource *r)
 {
-    const char *h = lower_dup(s->arena, host);
+    const char *h = keel_arena_strdup_lower(s->arena, host);
     struct plist *l = keel_map_get(m, h, strlen(h));
     if (!l) {
         l = keel_arena_xalloc(s->arena, sizeof(*l));

@@ -56,37 +56,9 @@ struct svcb {
     const char *se_host;                 /* the SE host as written */
 };
 
-/* arena-grown arrays */
-struct vec {
-    void *v;
-    size_t n, cap;
-};
-
-static void *vec_push(struct keel_arena *a, struct vec *x, size_t elem)
-{
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 8;
-        void *nv = keel_arena_xalloc(a, cap * elem);
-        if (x->n)
-            memcpy(nv, x->v, x->n * elem);
-        x->v = nv;
-        x->cap = cap;
-    }
-    return (char *)x->v + elem * x->n++;
-}
-
 static const char *dup(struct keel_snapshot_build *b, const char *s)
 {
     return keel_snapshot_strdup(b, s);
-}
-
-static char *lower_dup(struct keel_arena *a, const char *s)
-{
-    char *d = keel_arena_strdup(a, s ? s : "");
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p + 32);
-    return d;
 }
 
 static bool is_ip(const char *s)
@@ -172,16 +144,16 @@ static enum keel_proto k8s_port_proto(const struct keel_k8s_service_port *p)
 
 /* ---- registry -------------------------------------------------------------------- */
 
-static void add_address(struct keel_snapshot_build *b, struct vec *v, const char *a)
+static void add_address(struct keel_snapshot_build *b, struct keel_arena_vec *v, const char *a)
 {
     if (keel_cstr_empty(a) || strcmp(a, "None") == 0)
         return;
-    *(const char **)vec_push(b->arena, v, sizeof(char *)) = dup(b, a);
+    *(const char **)keel_arena_vec_push(b->arena, v, sizeof(char *)) = dup(b, a);
 }
 
-static struct svcb *new_svc(struct keel_snapshot_build *b, struct vec *all, const struct keel_resource *r)
+static struct svcb *new_svc(struct keel_snapshot_build *b, struct keel_arena_vec *all, const struct keel_resource *r)
 {
-    struct svcb *sb = vec_push(b->arena, all, sizeof(struct svcb));
+    struct svcb *sb = keel_arena_vec_push(b->arena, all, sizeof(struct svcb));
     memset(sb, 0, sizeof(*sb));
     sb->pub = keel_arena_xalloc(b->arena, sizeof(*sb->pub));
     sb->res = r;
@@ -190,7 +162,7 @@ static struct svcb *new_svc(struct keel_snapshot_build *b, struct vec *all, cons
     return sb;
 }
 
-static void k8s_service(struct keel_snapshot_build *b, struct vec *all, const struct keel_resource *r)
+static void k8s_service(struct keel_snapshot_build *b, struct keel_arena_vec *all, const struct keel_resource *r)
 {
     const struct keel_service_object *o = r->body;
     const struct keel_service_spec *sp = o ? o->spec : NULL;
@@ -201,9 +173,9 @@ static void k8s_service(struct keel_snapshot_build *b, struct vec *all, const st
     sb->k8s = sp;
     s->kind = KEEL_SERVICE_K8S;
     char *h = keel_arena_printf(b->arena, "%s.%s.svc.%s", r->meta.name, r->ns, b->domain);
-    s->host = lower_dup(b->arena, h);
+    s->host = keel_arena_strdup_lower(b->arena, h);
     s->resolution = KEEL_RESOLUTION_STATIC;
-    struct vec addrs = {0};
+    struct keel_arena_vec addrs = {0};
     if (sp->type == KEEL_SERVICE_SPEC_TYPE_EXTERNALNAME) {
         s->resolution = KEEL_RESOLUTION_DNS;
     } else if (sp->cluster_ip && strcmp(sp->cluster_ip, "None") == 0) {
@@ -237,7 +209,7 @@ static void k8s_service(struct keel_snapshot_build *b, struct vec *all, const st
     s->n_ports = n;
 }
 
-static void service_entry(struct keel_snapshot_build *b, struct vec *all, const struct keel_resource *r)
+static void service_entry(struct keel_snapshot_build *b, struct keel_arena_vec *all, const struct keel_resource *r)
 {
     const struct keel_service_entry *se = r->spec;
     if (!se)
@@ -255,7 +227,7 @@ static void service_entry(struct keel_snapshot_build *b, struct vec *all, const 
         if (p->target_port > 0 && p->target_port <= 65535)
             q->target_port = (uint32_t)p->target_port;
     }
-    struct vec addrs = {0};
+    struct keel_arena_vec addrs = {0};
     for (size_t i = 0; i < se->n_addresses; i++)
         add_address(b, &addrs, se->addresses[i]);
     enum keel_resolution res;
@@ -284,7 +256,7 @@ static void service_entry(struct keel_snapshot_build *b, struct vec *all, const 
         sb->se = se;
         sb->se_host = se->hosts[h];
         s->kind = KEEL_SERVICE_SERVICE_ENTRY;
-        s->host = lower_dup(b->arena, keel_host_fqdn(b->arena, se->hosts[h], r->ns, b->domain));
+        s->host = keel_arena_strdup_lower(b->arena, keel_host_fqdn(b->arena, se->hosts[h], r->ns, b->domain));
         s->resolution = res;
         s->mesh_external = se->location == KEEL_SERVICE_ENTRY_LOCATION_MESH_EXTERNAL;
         s->addresses = addrs.v;
@@ -297,7 +269,7 @@ static void service_entry(struct keel_snapshot_build *b, struct vec *all, const 
 /* Visible services, one per host: the proxy's namespace wins, else the first. */
 static struct svcb *collect_services(struct keel_snapshot_build *b, size_t *count)
 {
-    struct vec all = {0};
+    struct keel_arena_vec all = {0};
     size_t n;
     const struct keel_resource *const *v = keel_store_list(b->store, KEEL_KIND_SERVICE, &n);
     for (size_t i = 0; i < n; i++)
@@ -358,10 +330,10 @@ static const struct keel_kv_str *copy_labels(struct keel_snapshot_build *b, cons
     return c;
 }
 
-static void add_ep(struct keel_snapshot_build *b, struct vec *eps, const char *addr, uint32_t port, int64_t weight,
-                   const struct keel_kv_str *labels, size_t n_labels, const char *source)
+static void add_ep(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const char *addr, uint32_t port,
+                   int64_t weight, const struct keel_kv_str *labels, size_t n_labels, const char *source)
 {
-    struct keel_endpoint *e = vec_push(b->arena, eps, sizeof(*e));
+    struct keel_endpoint *e = keel_arena_vec_push(b->arena, eps, sizeof(*e));
     memset(e, 0, sizeof(*e));
     if (keel_cstr_has_prefix(addr, "unix://")) {
         e->flags |= KEEL_EP_UDS;
@@ -385,7 +357,7 @@ static void add_ep(struct keel_snapshot_build *b, struct vec *eps, const char *a
     e->source = dup(b, source);
 }
 
-static void workload_ep(struct keel_snapshot_build *b, struct vec *eps, const struct keel_workload_entry *we,
+static void workload_ep(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const struct keel_workload_entry *we,
                         const struct keel_svc_port *sp, const char *source, const struct keel_resource *r)
 {
     if (keel_cstr_empty(we->address)) {
@@ -427,7 +399,7 @@ static uint32_t pod_named_port(const struct keel_resource *pod, const char *name
     return 0;
 }
 
-static void pod_ep(struct keel_snapshot_build *b, struct vec *eps, const struct keel_resource *pod,
+static void pod_ep(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const struct keel_resource *pod,
                    const struct keel_svc_port *sp)
 {
     const char *ip = pod_ip(pod);
@@ -452,8 +424,8 @@ static void pod_ep(struct keel_snapshot_build *b, struct vec *eps, const struct 
 
 /* WorkloadEntries and Pods of ns selected by sel (ServiceEntry workloadSelector,
  * Kubernetes Service selector). Pods only when with_pods. */
-static void selected_eps(struct keel_snapshot_build *b, struct vec *eps, const char *ns, const struct keel_kv_str *sel,
-                         size_t n_sel, const struct keel_svc_port *sp, bool with_pods)
+static void selected_eps(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const char *ns,
+                         const struct keel_kv_str *sel, size_t n_sel, const struct keel_svc_port *sp, bool with_pods)
 {
     if (!n_sel)
         return; /* an empty selector selects nothing here */
@@ -496,7 +468,7 @@ static const struct keel_resource *target_pod(struct keel_snapshot_build *b, con
     return keel_store_get(b->store, KEEL_KIND_POD, keel_cstr_empty(rns) ? ns : rns, name);
 }
 
-static void k8s_ep(struct keel_snapshot_build *b, struct vec *eps, const char *addr, uint32_t port,
+static void k8s_ep(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const char *addr, uint32_t port,
                    const struct keel_resource *pod, const char *source)
 {
     add_ep(b, eps, addr, port, 1, pod ? pod->meta.labels : NULL, pod ? pod->meta.n_labels : 0, source);
@@ -515,7 +487,7 @@ static bool port_name_eq(const char *a, const char *b)
 }
 
 /* EndpointSlices labelled for the service; returns whether any exists. */
-static bool slice_eps(struct keel_snapshot_build *b, struct vec *eps, const struct svcb *sb,
+static bool slice_eps(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const struct svcb *sb,
                       const struct keel_svc_port *sp)
 {
     size_t n;
@@ -551,7 +523,7 @@ static bool slice_eps(struct keel_snapshot_build *b, struct vec *eps, const stru
     return any;
 }
 
-static bool endpoints_eps(struct keel_snapshot_build *b, struct vec *eps, const struct svcb *sb,
+static bool endpoints_eps(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const struct svcb *sb,
                           const struct keel_svc_port *sp)
 {
     const struct keel_resource *r = keel_store_get(b->store, KEEL_KIND_ENDPOINTS, sb->res->ns, sb->res->meta.name);
@@ -582,7 +554,7 @@ static bool endpoints_eps(struct keel_snapshot_build *b, struct vec *eps, const 
 
 /* Every endpoint of (service, port), before subset filtering. */
 static void service_eps(struct keel_snapshot_build *b, const struct svcb *sb, const struct keel_svc_port *sp,
-                        struct vec *eps)
+                        struct keel_arena_vec *eps)
 {
     const struct keel_service *s = sb->pub;
     if (sb->k8s) {
@@ -716,7 +688,7 @@ static void apply_lb(struct keel_snapshot_build *b, struct keel_cluster *c, cons
             c->lb.ring_size = (uint64_t)ch->minimum_ring_size;
         if (!keel_cstr_empty(ch->http_header_name)) {
             c->lb.hash_key = KEEL_HASH_HEADER;
-            c->lb.hash_name = lower_dup(b->arena, ch->http_header_name);
+            c->lb.hash_name = keel_arena_strdup_lower(b->arena, ch->http_header_name);
         } else if (ch->http_cookie) {
             c->lb.hash_key = KEEL_HASH_COOKIE;
             c->lb.hash_name = dup(b, ch->http_cookie->name);
@@ -897,11 +869,11 @@ static void warn_unsupported(struct keel_snapshot_build *b, const struct keel_re
         keel_snapshot_warn(b, dr, "trafficPolicy.proxyProtocol", "proxyProtocol is not applied yet");
 }
 
-static struct keel_cluster *new_cluster(struct keel_snapshot_build *b, struct vec *out, const struct svcb *sb,
-                                        const struct keel_svc_port *sp, const char *subset)
+static struct keel_cluster *new_cluster(struct keel_snapshot_build *b, struct keel_arena_vec *out,
+                                        const struct svcb *sb, const struct keel_svc_port *sp, const char *subset)
 {
     struct keel_cluster *c = keel_arena_xalloc(b->arena, sizeof(*c));
-    *(struct keel_cluster **)vec_push(b->arena, out, sizeof(c)) = c;
+    *(struct keel_cluster **)keel_arena_vec_push(b->arena, out, sizeof(c)) = c;
     const struct keel_service *s = sb->pub;
     c->host = s->host;
     c->subset = subset ? dup(b, subset) : "";
@@ -942,14 +914,14 @@ static void finish_policy(struct keel_snapshot_build *b, struct keel_cluster *c,
     c->destination_rule = d->label;
 }
 
-static void build_service_clusters(struct keel_snapshot_build *b, const struct svcb *sb, struct vec *out)
+static void build_service_clusters(struct keel_snapshot_build *b, const struct svcb *sb, struct keel_arena_vec *out)
 {
     struct drv d;
     dr_for(b, sb, &d);
     const struct keel_service *s = sb->pub;
     for (size_t i = 0; i < s->n_ports; i++) {
         const struct keel_svc_port *sp = &s->ports[i];
-        struct vec eps = {0};
+        struct keel_arena_vec eps = {0};
         service_eps(b, sb, sp, &eps);
         struct keel_cluster *c = new_cluster(b, out, sb, sp, NULL);
         c->endpoints = eps.v;
@@ -972,11 +944,11 @@ static void build_service_clusters(struct keel_snapshot_build *b, const struct s
     }
 }
 
-static void special_cluster(struct keel_snapshot_build *b, struct vec *out, const char *name,
+static void special_cluster(struct keel_snapshot_build *b, struct keel_arena_vec *out, const char *name,
                             enum keel_cluster_type type)
 {
     struct keel_cluster *c = keel_arena_xalloc(b->arena, sizeof(*c));
-    *(struct keel_cluster **)vec_push(b->arena, out, sizeof(c)) = c;
+    *(struct keel_cluster **)keel_arena_vec_push(b->arena, out, sizeof(c)) = c;
     c->name = name;
     c->subset = "";
     c->type = type;
@@ -1021,7 +993,7 @@ struct keel_cluster_set *keel_clusters_build(struct keel_snapshot_build *b)
     }
     free(ents);
 
-    struct vec out = {0};
+    struct keel_arena_vec out = {0};
     for (size_t i = 0; i < n; i++)
         build_service_clusters(b, &svcs[i], &out);
     special_cluster(b, &out, "PassthroughCluster", KEEL_CLUSTER_ORIGINAL_DST);

@@ -25,11 +25,6 @@
 
 /* ---- compile: shared helpers ------------------------------------------------------ */
 
-struct vec {
-    void *v;
-    size_t n, cap;
-};
-
 /* Field paths for diagnostics ("spec.http[0].match[1].uri"). A path longer than its buffer is cut short,
  * which only shortens a message; vsnprintf keeps gcc's -Wformat-truncation from flagging every call. */
 __attribute__((format(printf, 3, 4))) static void subpath(char *dst, size_t cap, const char *fmt, ...)
@@ -40,31 +35,9 @@ __attribute__((format(printf, 3, 4))) static void subpath(char *dst, size_t cap,
     va_end(ap);
 }
 
-static void *vec_push(struct keel_arena *a, struct vec *x, size_t elem)
-{
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 8;
-        void *nv = keel_arena_xalloc(a, cap * elem);
-        if (x->n)
-            memcpy(nv, x->v, x->n * elem);
-        x->v = nv;
-        x->cap = cap;
-    }
-    return (char *)x->v + elem * x->n++;
-}
-
 static const char *dup(struct keel_snapshot_build *b, const char *s)
 {
     return keel_snapshot_strdup(b, s);
-}
-
-static char *lower_dup(struct keel_arena *a, const char *s)
-{
-    char *d = keel_arena_strdup(a, s ? s : "");
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p + 32);
-    return d;
 }
 
 static uint32_t per_million(double pct)
@@ -114,7 +87,8 @@ static void resolve_dest(const struct keel_rules_ctx *x, const struct keel_resou
                          const struct keel_destination *d, const char **name, const struct keel_cluster **cluster)
 {
     struct keel_snapshot_build *b = x->b;
-    const char *host = lower_dup(b->arena, keel_host_fqdn(b->arena, d->host ? d->host : "", res->ns, b->domain));
+    const char *host =
+        keel_arena_strdup_lower(b->arena, keel_host_fqdn(b->arena, d->host ? d->host : "", res->ns, b->domain));
     const struct keel_service *svc = keel_clusters_service(x->cs, host);
     uint32_t port = x->port;
     bool explicit_port = d->port && d->port->number > 0;
@@ -182,11 +156,12 @@ static int cmp_header_matcher(const void *a, const void *b)
 }
 
 static bool add_header_matcher(const struct keel_rules_ctx *x, const struct keel_resource *res, const char *path,
-                               struct vec *v, const char *name, const struct keel_string_match *sm, bool invert)
+                               struct keel_arena_vec *v, const char *name, const struct keel_string_match *sm,
+                               bool invert)
 {
-    struct keel_header_matcher *m = vec_push(x->b->arena, v, sizeof(*m));
+    struct keel_header_matcher *m = keel_arena_vec_push(x->b->arena, v, sizeof(*m));
     memset(m, 0, sizeof(*m));
-    m->name = lower_dup(x->b->arena, name);
+    m->name = keel_arena_strdup_lower(x->b->arena, name);
     m->name_len = strlen(m->name);
     m->invert = invert;
     if (!compile_sm(x, res, path, sm, true, &m->m))
@@ -213,7 +188,7 @@ static bool compile_cond(const struct keel_rules_ctx *x, const struct keel_resou
             return false;
         c->uri.ignore_case = m->ignore_uri_case && c->uri.kind != KEEL_SM_REGEX;
     }
-    struct vec hv = {0};
+    struct keel_arena_vec hv = {0};
     for (size_t i = 0; i < m->n_headers; i++) {
         subpath(p, sizeof(p), "%s.headers.%s", path, m->headers[i].key);
         if (keel_cstr_has_prefix(m->headers[i].key, "@request.auth.claims")) {
@@ -669,11 +644,11 @@ static void compile_direct(struct keel_snapshot_build *b, const struct keel_dire
 }
 
 static void add_mirror(const struct keel_rules_ctx *x, const struct keel_resource *res, const char *path,
-                       const struct keel_destination *d, uint32_t pm, struct vec *out)
+                       const struct keel_destination *d, uint32_t pm, struct keel_arena_vec *out)
 {
     if (!d || !pm)
         return;
-    struct keel_mirror *m = vec_push(x->b->arena, out, sizeof(*m));
+    struct keel_mirror *m = keel_arena_vec_push(x->b->arena, out, sizeof(*m));
     resolve_dest(x, res, path, d, &m->cluster_name, &m->cluster);
     m->per_million = pm;
 }
@@ -707,7 +682,7 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
             a->host_rewrite = dup(b, h->rewrite->authority);
     }
     /* mirrors */
-    struct vec mv = {0};
+    struct keel_arena_vec mv = {0};
     if (h->mirror) {
         uint32_t pm = PER_MILLION;
         if (h->mirror_percentage)
@@ -968,7 +943,7 @@ size_t keel_rules_compile_l4(const struct keel_rules_ctx *x, const struct keel_r
                 const char **sni = keel_arena_xalloc(b->arena, (m->n_sni_hosts + 1) * sizeof(char *));
                 size_t ns = 0;
                 for (size_t k = 0; k < m->n_sni_hosts; k++) {
-                    const char *h = lower_dup(b->arena, m->sni_hosts[k]);
+                    const char *h = keel_arena_strdup_lower(b->arena, m->sni_hosts[k]);
                     bool ok = !n_sni_limit;
                     for (size_t l = 0; l < n_sni_limit && !ok; l++)
                         ok = keel_host_matches(h, sni_limit[l]);

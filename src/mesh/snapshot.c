@@ -169,24 +169,6 @@ struct lbuild {
     size_t n, cap;
 };
 
-struct outvec {
-    void *v;
-    size_t n, cap;
-};
-
-static void *push(struct keel_arena *a, struct outvec *x, size_t elem)
-{
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 8;
-        void *nv = keel_arena_xalloc(a, cap * elem);
-        if (x->n)
-            memcpy(nv, x->v, x->n * elem);
-        x->v = nv;
-        x->cap = cap;
-    }
-    return (char *)x->v + elem * x->n++;
-}
-
 static void copy_tls(struct keel_snapshot_build *b, const struct keel_server_tls *t, struct keel_listener_tls *o)
 {
     o->mode = (int)t->mode;
@@ -216,14 +198,14 @@ static void copy_tls(struct keel_snapshot_build *b, const struct keel_server_tls
     }
 }
 
-static void add_table(struct keel_snapshot_build *b, struct outvec *tables, const struct keel_route_table *t)
+static void add_table(struct keel_snapshot_build *b, struct keel_arena_vec *tables, const struct keel_route_table *t)
 {
-    *(const struct keel_route_table **)push(b->arena, tables, sizeof(t)) = t;
+    *(const struct keel_route_table **)keel_arena_vec_push(b->arena, tables, sizeof(t)) = t;
 }
 
-static void add_tcp(struct keel_snapshot_build *b, struct outvec *tcp, const struct keel_tcp_table *t)
+static void add_tcp(struct keel_snapshot_build *b, struct keel_arena_vec *tcp, const struct keel_tcp_table *t)
 {
-    *(const struct keel_tcp_table **)push(b->arena, tcp, sizeof(t)) = t;
+    *(const struct keel_tcp_table **)keel_arena_vec_push(b->arena, tcp, sizeof(t)) = t;
 }
 
 static struct lbuild *listener_for(struct lbuild **ls, size_t *n, size_t *cap, const char *bind, bool bind_set,
@@ -247,8 +229,8 @@ static struct lbuild *listener_for(struct lbuild **ls, size_t *n, size_t *cap, c
     return l;
 }
 
-static void gateway_listeners(struct keel_snapshot_build *b, struct keel_cluster_set *cs, struct outvec *out,
-                              struct outvec *tables, struct outvec *tcp)
+static void gateway_listeners(struct keel_snapshot_build *b, struct keel_cluster_set *cs, struct keel_arena_vec *out,
+                              struct keel_arena_vec *tables, struct keel_arena_vec *tcp)
 {
     size_t ng;
     const struct keel_resource *const *gws = keel_store_list(b->store, KEEL_KIND_GATEWAY, &ng);
@@ -294,7 +276,7 @@ static void gateway_listeners(struct keel_snapshot_build *b, struct keel_cluster
     }
     for (size_t i = 0; i < nl; i++) {
         struct lbuild *l = &ls[i];
-        struct keel_listener *o = push(b->arena, out, sizeof(*o));
+        struct keel_listener *o = keel_arena_vec_push(b->arena, out, sizeof(*o));
         memset(o, 0, sizeof(*o));
         o->bind = keel_snapshot_strdup(b, l->bind);
         o->port = l->port;
@@ -358,8 +340,8 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster_set *cs, struct outvec *out,
-                              struct outvec *tables, struct outvec *tcp)
+static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster_set *cs, struct keel_arena_vec *out,
+                              struct keel_arena_vec *tables, struct keel_arena_vec *tcp)
 {
     const struct keel_resource *sc = keel_store_sidecar_for(b->store, b->ns, b->id->labels, b->id->n_labels, NULL);
     if (sc)
@@ -389,7 +371,7 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
             http |= keel_clusters_proto_is_http(sp->proto) || sp->proto == KEEL_PROTO_UNKNOWN;
             l4 |= !keel_clusters_proto_is_http(sp->proto);
         }
-        struct keel_listener *o = push(b->arena, out, sizeof(*o));
+        struct keel_listener *o = keel_arena_vec_push(b->arena, out, sizeof(*o));
         memset(o, 0, sizeof(*o));
         o->bind = "0.0.0.0";
         o->port = port;
@@ -445,7 +427,7 @@ struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const 
 
     s->cs = keel_clusters_build(&b);
     keel_vhosts_prepare(&b, s->cs);
-    struct outvec listeners = {0}, tables = {0}, tcp = {0};
+    struct keel_arena_vec listeners = {0}, tables = {0}, tcp = {0};
     if (s->id.kind == KEEL_PROXY_ROUTER)
         gateway_listeners(&b, s->cs, &listeners, &tables, &tcp);
     else

@@ -52,15 +52,6 @@ static void xput(struct keel_map *m, const char *k, void *v)
         abort();
 }
 
-static char *lower_dup(struct keel_arena *a, const char *s)
-{
-    char *d = keel_arena_strdup(a, s ? s : "");
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p + 32);
-    return d;
-}
-
 static void list_push(struct keel_arena *a, struct keel_rules_list *l, const struct keel_route *r)
 {
     if (l->n == l->cap) {
@@ -119,7 +110,7 @@ static const char **vs_hosts(struct keel_snapshot_build *b, const struct keel_re
     const struct keel_virtual_service *vs = r->spec;
     const char **h = keel_arena_xalloc(b->arena, (vs->n_hosts + 1) * sizeof(char *));
     for (size_t i = 0; i < vs->n_hosts; i++)
-        h[i] = lower_dup(b->arena, keel_host_fqdn(b->arena, vs->hosts[i], r->ns, b->domain));
+        h[i] = keel_arena_strdup_lower(b->arena, keel_host_fqdn(b->arena, vs->hosts[i], r->ns, b->domain));
     *n = vs->n_hosts;
     return h;
 }
@@ -259,7 +250,7 @@ static struct vh *tb_add(struct tbuild *t, const char *name, const char *const *
     const char **keep = keel_arena_xalloc(a, (n + 1) * sizeof(char *));
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *d = lower_dup(a, domains[i]);
+        const char *d = keel_arena_strdup_lower(a, domains[i]);
         if (keel_map_get(&t->taken, d, strlen(d)))
             continue;
         xput(&t->taken, d, (void *)1);
@@ -544,7 +535,7 @@ static size_t server_hosts(struct keel_snapshot_build *b, const struct keel_vhos
             }
             h = slash + 1;
         }
-        out[n++] = lower_dup(b->arena, h);
+        out[n++] = keel_arena_strdup_lower(b->arena, h);
     }
     return n;
 }

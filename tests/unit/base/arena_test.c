@@ -178,6 +178,22 @@ static void test_many_chunks(void **state)
     keel_arena_free(a);
 }
 
+static void test_vec_push_and_lower(void **state)
+{
+    (void)state;
+    struct keel_arena *a = keel_arena_new(0);
+    struct keel_arena_vec v = {0};
+    for (int i = 0; i < 1000; i++)
+        *(int *)keel_arena_vec_push(a, &v, sizeof(int)) = i;
+    assert_int_equal(v.n, 1000);
+    assert_true(v.cap >= 1000);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(((int *)v.v)[i], i); /* kept across every growth */
+    assert_string_equal(keel_arena_strdup_lower(a, "Reviews.Default.SVC"), "reviews.default.svc");
+    assert_string_equal(keel_arena_strdup_lower(a, NULL), "");
+    keel_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_strndup_strdup),
         cmocka_unit_test(test_printf),
         cmocka_unit_test(test_many_chunks),
+        cmocka_unit_test(test_vec_push_and_lower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
