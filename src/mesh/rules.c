@@ -397,6 +397,22 @@ struct retry_in {
     const char *retry_on;
 };
 
+/* MeshConfig defaultHttpRetryPolicy as a retry_in (filled into *ri), or NULL when the mesh sets none. */
+static const struct retry_in *mesh_default_retry(const struct keel_snapshot_build *b, struct retry_in *ri)
+{
+    if (!b->mesh || !b->mesh->default_http_retry_policy)
+        return NULL;
+    const struct keel_mesh_default_http_retry_policy *r = b->mesh->default_http_retry_policy;
+    *ri = (struct retry_in){&r->_o,
+                            r->attempts,
+                            r->backoff,
+                            r->per_try_timeout,
+                            r->retry_ignore_previous_hosts,
+                            r->retry_remote_localities,
+                            r->retry_on};
+    return ri;
+}
+
 static void compile_retry(struct keel_snapshot_build *b, const struct keel_resource *res, const char *path,
                           const struct retry_in *in, bool consistent_hash, struct keel_retry_policy *out)
 {
@@ -725,7 +741,8 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
     a->n_dests = n;
     a->total_weight = total;
     /* retries: VS retries, else MeshConfig defaultHttpRetryPolicy, else Istio's default */
-    struct retry_in ri, *rip = NULL;
+    struct retry_in ri;
+    const struct retry_in *rip = NULL;
     if (h->retries) {
         const struct keel_http_retry *r = h->retries;
         ri = (struct retry_in){&r->_o,
@@ -736,16 +753,8 @@ static void compile_forward(const struct keel_rules_ctx *x, const struct keel_re
                                r->retry_remote_localities,
                                r->retry_on};
         rip = &ri;
-    } else if (b->mesh && b->mesh->default_http_retry_policy) {
-        const struct keel_mesh_default_http_retry_policy *r = b->mesh->default_http_retry_policy;
-        ri = (struct retry_in){&r->_o,
-                               r->attempts,
-                               r->backoff,
-                               r->per_try_timeout,
-                               r->retry_ignore_previous_hosts,
-                               r->retry_remote_localities,
-                               r->retry_on};
-        rip = &ri;
+    } else {
+        rip = mesh_default_retry(b, &ri);
     }
     bool hash = n == 1 && d[0].cluster && d[0].cluster->lb.hash_key != KEEL_HASH_NONE;
     subpath(p, sizeof(p), "%s.retries.retryOn", path);
@@ -1006,18 +1015,7 @@ const struct keel_route_action *keel_rules_default_action(const struct keel_rule
     a->dests = d;
     a->n_dests = 1;
     a->total_weight = 1;
-    struct retry_in ri, *rip = NULL;
-    if (b->mesh && b->mesh->default_http_retry_policy) {
-        const struct keel_mesh_default_http_retry_policy *r = b->mesh->default_http_retry_policy;
-        ri = (struct retry_in){&r->_o,
-                               r->attempts,
-                               r->backoff,
-                               r->per_try_timeout,
-                               r->retry_ignore_previous_hosts,
-                               r->retry_remote_localities,
-                               r->retry_on};
-        rip = &ri;
-    }
-    compile_retry(b, NULL, NULL, rip, false, &a->retry);
+    struct retry_in ri;
+    compile_retry(b, NULL, NULL, mesh_default_retry(b, &ri), false, &a->retry);
     return a;
 }

@@ -436,6 +436,33 @@ static void test_retries(void **state)
     fx_free(&f);
 }
 
+/* MeshConfig defaultHttpRetryPolicy replaces Istio's built-in default, both on VirtualService rules without
+ * `retries` and on the default route of a host no VirtualService names. */
+static void test_mesh_default_retry_policy(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_build(&f,
+             SVC("web", "80") SVC("plain", "80") VS("web", "  http:\n  - route: [{destination: {host: web}}]\n")
+                 "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+                 "data:\n  mesh: |\n    defaultHttpRetryPolicy: {attempts: 4, retryOn: \"5xx,429\"}\n",
+             "80");
+    struct keel_http_head h;
+    const char *hosts[] = {"web", "plain"};
+    for (size_t i = 0; i < 2; i++) {
+        head(&h, "GET", hosts[i], "/", NULL);
+        const struct keel_route *r = keel_route_match(f.t, &h, 80, NULL);
+        assert_non_null(r);
+        const struct keel_retry_policy *p = &r->action->retry;
+        assert_true(p->enabled);
+        assert_int_equal(p->num_retries, 4);
+        assert_int_equal(p->retry_on, KEEL_RETRY_5XX | KEEL_RETRY_RETRIABLE_STATUS_CODES);
+        assert_int_equal(p->n_status_codes, 1);
+        assert_int_equal(p->status_codes[0], 429);
+    }
+    fx_free(&f);
+}
+
 static void test_fault_mirror_cors_headers(void **state)
 {
     (void)state;
@@ -538,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_weighted_picks),
         cmocka_unit_test(test_redirect_direct_rewrite),
         cmocka_unit_test(test_retries),
+        cmocka_unit_test(test_mesh_default_retry_policy),
         cmocka_unit_test(test_fault_mirror_cors_headers),
         cmocka_unit_test(test_undefined_subset_is_nc),
         cmocka_unit_test(test_tcp_routes),
