@@ -17,7 +17,7 @@ PKGS=(
   libfyaml-dev libjansson-dev libssl-dev libnghttp2-dev libpcre2-dev
   libc-ares-dev libcurl4-openssl-dev
   # tests
-  libcmocka-dev python3 python3-yaml curl time
+  libcmocka-dev python3 python3-yaml curl openssl time
 )
 
 # bench/proxy_bench.sh: the proxies keel is compared with, the load generators
