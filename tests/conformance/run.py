@@ -1063,8 +1063,11 @@ def conformance(args):
     data = Path(args.data).resolve()
     keel = Path(args.keel)
     if not (data / "validate").is_dir():
-        sys.stderr.write("run.py: %s has no validate/ directory (use --data)\n" % data)
-        return 2
+        # Istio's data lives beside the repository (../shared), not in it. Without it there is nothing to
+        # compare with: say so loudly and exit 77, which ctest reports as "Skipped" (never as passed).
+        sys.stderr.write("run.py: %s has no validate/ directory (use --data): conformance NOT RUN\n" % data)
+        print("SKIPPED: no conformance data at %s" % data)
+        return 77
     if not keel.exists():
         sys.stderr.write("run.py: keel binary %s does not exist (build it, or use --keel)\n" % keel)
         print("0 passed, 0 failed")
