@@ -45,8 +45,7 @@ bool keel_str_has_prefix(struct keel_str s, struct keel_str prefix)
 
 bool keel_str_has_suffix(struct keel_str s, struct keel_str suffix)
 {
-    return s.n >= suffix.n &&
-           (suffix.n == 0 || memcmp(s.p + s.n - suffix.n, suffix.p, suffix.n) == 0);
+    return s.n >= suffix.n && (suffix.n == 0 || memcmp(s.p + s.n - suffix.n, suffix.p, suffix.n) == 0);
 }
 
 bool keel_cstr_has_prefix(const char *s, const char *prefix)
@@ -160,4 +159,15 @@ void keel_uuid_to_str(const unsigned char b[16], char out[37])
         out[o++] = hex[b[i] & 15];
     }
     out[o] = '\0';
+}
+
+int keel_hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
 }

@@ -36,6 +36,9 @@ bool keel_cstr_empty(const char *s);
  * Returns 0 and sets *out, or KEEL_EINVAL / KEEL_ETOOBIG. */
 int keel_str_to_u64(struct keel_str s, uint64_t max, uint64_t *out);
 
+/* The value of one hex digit (0-9, a-f, A-F), or -1 for any other character. */
+int keel_hex_value(int c);
+
 /* Writes v in decimal and a NUL into out (KEEL_U64_STRLEN bytes always suffice); returns the digit
  * count. For hot paths where snprintf's format parsing is the cost (headers written per request). */
 #define KEEL_U64_STRLEN 21

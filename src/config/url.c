@@ -12,6 +12,8 @@
  */
 #include "config/url.h"
 
+#include "base/str.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,11 +26,6 @@ enum url_mode { URL_PATH, URL_HOST, URL_USERINFO, URL_FRAGMENT };
 static bool ishex(char ch)
 {
     return isxdigit((unsigned char)ch) != 0;
-}
-
-static int unhex(char ch)
-{
-    return isdigit((unsigned char)ch) ? ch - '0' : (tolower((unsigned char)ch) - 'a' + 10);
 }
 
 /* shouldEscape(c, encodeHost): characters Go refuses in a host name. */
@@ -49,7 +46,7 @@ static const char *url_unescape_check(const char *s, size_t n, enum url_mode mod
                 snprintf(err, en, "invalid URL escape \"%.*s\"", (int)l, s + i);
                 return err;
             }
-            if (mode == URL_HOST && unhex(s[i + 1]) < 8 && strncmp(s + i, "%25", 3) != 0) {
+            if (mode == URL_HOST && keel_hex_value((unsigned char)s[i + 1]) < 8 && strncmp(s + i, "%25", 3) != 0) {
                 snprintf(err, en, "invalid URL escape \"%.3s\"", s + i);
                 return err;
             }

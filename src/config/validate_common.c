@@ -593,8 +593,7 @@ static size_t go_escape(const char *p, bool in_class, const char **code)
             size_t len = 3;
             unsigned long v = 0;
             while (is_hex(p[len]) && v <= 0x10ffff) {
-                v = v * 16 +
-                    (unsigned long)(is_digit(p[len]) ? p[len] - '0' : (tolower((unsigned char)p[len]) - 'a' + 10));
+                v = v * 16 + (unsigned long)keel_hex_value((unsigned char)p[len]);
                 len++;
             }
             if (len == 3 || p[len] != '}' || v > 0x10ffff)

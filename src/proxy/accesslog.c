@@ -372,24 +372,13 @@ static bool jfail(struct jreader *r, const char *what)
     return false;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool jhex4(struct jreader *r, unsigned *out)
 {
     if (r->end - r->p < 4)
         return jfail(r, "truncated \\u escape");
     unsigned v = 0;
     for (int k = 0; k < 4; k++) {
-        int h = hexval(r->p[k]);
+        int h = keel_hex_value((unsigned char)r->p[k]);
         if (h < 0)
             return jfail(r, "bad \\u escape");
         v = v * 16 + (unsigned)h;

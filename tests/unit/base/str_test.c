@@ -277,6 +277,19 @@ static void test_uuid_to_str(void **state)
     assert_string_equal(out, "123e4567-e89b-42d3-a456-426614174000");
 }
 
+static void test_hex_value(void **state)
+{
+    (void)state;
+    const char *digits = "0123456789abcdef", *upper = "ABCDEF";
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(keel_hex_value(digits[i]), i);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(keel_hex_value(upper[i]), 10 + i);
+    assert_int_equal(keel_hex_value('g'), -1);
+    assert_int_equal(keel_hex_value('/'), -1);
+    assert_int_equal(keel_hex_value(0xff), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_edit_distance_cap),
         cmocka_unit_test(test_u64_to_str),
         cmocka_unit_test(test_uuid_to_str),
+        cmocka_unit_test(test_hex_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
