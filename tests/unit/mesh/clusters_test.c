@@ -23,40 +23,15 @@
 
 #include <cmocka.h>
 
-/* ---- fixture ------------------------------------------------------------------------------ */
+#include "fixture.h"
 
-struct fx {
-    struct keel_loadset ls;
-    struct keel_store *st;
-    struct keel_diags diags;
-    struct keel_snapshot *snap;
-};
+/* ---- fixture ------------------------------------------------------------------------------ */
 
 static void fx_build(struct fx *f, const char *yaml)
 {
-    memset(f, 0, sizeof(*f));
-    keel_loadset_init(&f->ls, NULL);
-    assert_int_equal(keel_load_buf(&f->ls, "test.yaml", yaml, strlen(yaml)), 0);
-    if (f->ls.invalid) {
-        for (size_t i = 0; i < keel_diags_count(&f->ls.diags); i++) {
-            const struct keel_diag *d = keel_diags_at(&f->ls.diags, i);
-            fprintf(stderr, "%u:%u: %s: %s\n", d->loc.line, d->loc.col, d->path ? d->path : "", d->msg);
-        }
-        fail_msg("test YAML has %zu invalid resources", f->ls.invalid);
-    }
-    f->st = keel_store_build(&f->ls, NULL, NULL);
-    keel_diags_init(&f->diags);
     struct keel_kv_str labels[] = {{"app", "client"}};
     struct keel_proxy_identity id = {.kind = KEEL_PROXY_SIDECAR, .ns = "default", .labels = labels, .n_labels = 1};
-    f->snap = keel_snapshot_build(f->st, &id, NULL, &f->diags);
-}
-
-static void fx_free(struct fx *f)
-{
-    keel_snapshot_unref(f->snap);
-    keel_diags_free(&f->diags);
-    keel_store_free(f->st);
-    keel_loadset_free(&f->ls);
+    fx_load(f, yaml, &id);
 }
 
 static const struct keel_cluster *cluster(const struct fx *f, const char *name)

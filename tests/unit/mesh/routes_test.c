@@ -23,53 +23,19 @@
 
 #include <cmocka.h>
 
-/* ---- fixture ------------------------------------------------------------------------------ */
+#include "fixture.h"
 
-struct fx {
-    struct keel_loadset ls;
-    struct keel_store *st;
-    struct keel_diags diags;
-    struct keel_snapshot *snap;
-    const struct keel_route_table *t;
-};
+/* ---- fixture ------------------------------------------------------------------------------ */
 
 static const struct keel_kv_str client_labels[] = {{"app", "productpage"}, {"version", "v1"}};
 
 static void fx_build(struct fx *f, const char *yaml, const char *table)
 {
-    memset(f, 0, sizeof(*f));
-    keel_loadset_init(&f->ls, NULL);
-    assert_int_equal(keel_load_buf(&f->ls, "test.yaml", yaml, strlen(yaml)), 0);
-    if (f->ls.invalid) {
-        for (size_t i = 0; i < keel_diags_count(&f->ls.diags); i++) {
-            const struct keel_diag *d = keel_diags_at(&f->ls.diags, i);
-            fprintf(stderr, "%u:%u: %s: %s\n", d->loc.line, d->loc.col, d->path ? d->path : "", d->msg);
-        }
-        fail_msg("test YAML has %zu invalid resources", f->ls.invalid);
-    }
-    f->st = keel_store_build(&f->ls, NULL, NULL);
-    keel_diags_init(&f->diags);
     struct keel_proxy_identity id = {
         .kind = KEEL_PROXY_SIDECAR, .ns = "default", .labels = client_labels, .n_labels = 2};
-    f->snap = keel_snapshot_build(f->st, &id, NULL, &f->diags);
+    fx_load(f, yaml, &id);
     f->t = keel_snapshot_route_table(f->snap, table);
     assert_non_null(f->t);
-}
-
-static void fx_free(struct fx *f)
-{
-    keel_snapshot_unref(f->snap);
-    keel_diags_free(&f->diags);
-    keel_store_free(f->st);
-    keel_loadset_free(&f->ls);
-}
-
-static bool has_diag(const struct fx *f, const char *needle)
-{
-    for (size_t i = 0; i < keel_diags_count(&f->diags); i++)
-        if (strstr(keel_diags_at(&f->diags, i)->msg, needle))
-            return true;
-    return false;
 }
 
 static struct keel_str S(const char *s) {
@@ -442,11 +408,13 @@ static void test_mesh_default_retry_policy(void **state)
 {
     (void)state;
     struct fx f;
+    /* clang-format off */
     fx_build(&f,
              SVC("web", "80") SVC("plain", "80") VS("web", "  http:\n  - route: [{destination: {host: web}}]\n")
                  "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
                  "data:\n  mesh: |\n    defaultHttpRetryPolicy: {attempts: 4, retryOn: \"5xx,429\"}\n",
              "80");
+    /* clang-format on */
     struct keel_http_head h;
     const char *hosts[] = {"web", "plain"};
     for (size_t i = 0; i < 2; i++) {
