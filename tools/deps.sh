@@ -18,13 +18,14 @@ PKGS=(
   libc-ares-dev libcurl4-openssl-dev
   # tests
   libcmocka-dev python3 python3-yaml curl openssl time
+  nghttp2-client  # h2load: HTTP/2 clients in tests/integration/http2_test.py
 )
 
 # bench/proxy_bench.sh: the proxies keel is compared with, the load generators
-# (wrk; h2load for fixed-rate and h2c load), taskset and pgrep for pinning and
+# (wrk; h2load, which the tests install too, for fixed-rate and h2c load), taskset and pgrep for pinning and
 # /proc readings. (Debian's nginx-light is only a transitional package.)
 BENCH_PKGS=(
-  haproxy nginx wrk nghttp2-client util-linux procps
+  haproxy nginx wrk util-linux procps
 )
 
 case "${1:-}" in

@@ -30,6 +30,17 @@ void keel_buf_reset(struct keel_buf *b)
         b->data[0] = '\0';
 }
 
+void keel_buf_consume(struct keel_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        keel_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
 static int reserve(struct keel_buf *b, size_t extra)
 {
     if (extra > b->max - b->len || b->len > b->max)

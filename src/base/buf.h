@@ -24,6 +24,8 @@ void keel_buf_init(struct keel_buf *b, size_t max);
 void keel_buf_free(struct keel_buf *b);
 /* Empties the buffer, keeping its memory. */
 void keel_buf_reset(struct keel_buf *b);
+/* Drops the first n bytes (all of them when n >= len), keeping the rest in order. */
+void keel_buf_consume(struct keel_buf *b, size_t n);
 
 /* Append n bytes. Returns 0, KEEL_ENOMEM or KEEL_ETOOBIG (nothing appended). */
 int keel_buf_append(struct keel_buf *b, const void *p, size_t n);

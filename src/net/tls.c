@@ -36,6 +36,7 @@ struct keel_tls_conn {
     uint32_t want;
     bool done;
     size_t index;
+    char alpn[16]; /* negotiated protocol, "" when none */
     char err[160];
 };
 
@@ -297,6 +298,13 @@ int keel_tls_handshake(struct keel_tls_conn *c)
     if (rc == 1) {
         c->done = true;
         c->want = KEEL_IO_READ;
+        const unsigned char *proto = NULL;
+        unsigned plen = 0;
+        SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+        if (proto && plen < sizeof(c->alpn)) {
+            memcpy(c->alpn, proto, plen);
+            c->alpn[plen] = '\0';
+        }
         return 0;
     }
     int r = result(c, rc);
@@ -339,6 +347,11 @@ size_t keel_tls_cert_index(const struct keel_tls_conn *c)
 const char *keel_tls_sni(const struct keel_tls_conn *c)
 {
     return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+const char *keel_tls_alpn(const struct keel_tls_conn *c)
+{
+    return c->alpn[0] ? c->alpn : NULL;
 }
 
 const char *keel_tls_error(const struct keel_tls_conn *c)

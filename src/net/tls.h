@@ -71,6 +71,9 @@ uint32_t keel_tls_want(const struct keel_tls_conn *c);
 size_t keel_tls_cert_index(const struct keel_tls_conn *c);
 const char *keel_tls_sni(const struct keel_tls_conn *c);
 
+/* The protocol chosen by ALPN ("h2", "http/1.1"), or NULL when none was negotiated. */
+const char *keel_tls_alpn(const struct keel_tls_conn *c);
+
 /* OpenSSL's reason for the last KEEL_EIO on this connection ("" when none). */
 const char *keel_tls_error(const struct keel_tls_conn *c);
 

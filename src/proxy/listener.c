@@ -165,7 +165,7 @@ static int build_tls(struct keel_pworker *pw, const struct keel_listener *sl, st
         n++;
     }
     if (n > 0) {
-        static const char *const alpn[] = {"http/1.1"};
+        static const char *const alpn[] = {"h2", "http/1.1"};
         const struct keel_listener_tls *t = &sl->chains[l->tls_chain[0]].tls;
         static const int versions[] = {0, 10, 11, 12, 13}; /* TLS_AUTO, TLSV1_0 .. TLSV1_3 */
         struct keel_tls_server_options o = {
@@ -174,7 +174,7 @@ static int build_tls(struct keel_pworker *pw, const struct keel_listener *sl, st
             .min_version = t->min_version >= 0 && t->min_version < 5 ? versions[t->min_version] : 0,
             .max_version = t->max_version >= 0 && t->max_version < 5 ? versions[t->max_version] : 0,
             .alpn = alpn,
-            .n_alpn = 1,
+            .n_alpn = 2,
         };
         char err[200] = "";
         rc = keel_tls_server_ctx_new(&o, out, err, sizeof(err));

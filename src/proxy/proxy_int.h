@@ -4,7 +4,9 @@
  *   runtime.c   main thread: options, config load/reload (inotify), snapshot
  *               publication, admin callbacks, signals, drain
  *   listener.c  per-worker listeners, reconciled with each new snapshot
- *   http1.c     downstream HTTP/1.1 connections and the request exchange
+ *   http1.c     downstream HTTP/1.1 connections (stream.h: the codec interface)
+ *   http2.c     downstream HTTP/2 connections (h2c prior knowledge, ALPN h2), nghttp2
+ *   exchange.c  one request exchange whatever the client's protocol: route, upstream, response
  *   upstream.c  upstream connections, per-worker pools, endpoint choice
  *   tcp.c       L4 sessions: TCP proxying and TLS passthrough by SNI (sni.c)
  *
@@ -36,6 +38,7 @@ struct keel_runtime;
 struct keel_upconn;
 struct keel_stream;
 struct keel_tconn;
+struct keel_downstream;
 
 /* Buffer limits per connection: reads stop (back-pressure) while the peer's
  * output holds more than KEEL_PROXY_OUT_HIGH bytes. */
@@ -95,6 +98,7 @@ struct keel_pworker {
     bool draining;             /* listeners closed; keep-alive connections close after their request */
     struct keel_buf logline;   /* access-log rendering */
     struct keel_tconn *tcp;    /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
+    struct keel_downstream *downstreams; /* open HTTP client connections (http1.c, http2.c) */
 };
 
 /* ---- runtime.c (read from workers) ---------------------------------------------------------------------------- */
@@ -141,6 +145,19 @@ void keel_listeners_close(struct keel_pworker *pw);
 
 /* Takes an accepted downstream connection (TLS first when the listener terminates it). */
 void keel_http1_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
+
+/* ---- http2.c ------------------------------------------------------------------------------------------------- */
+
+/* Takes over a client connection that speaks HTTP/2: ds is copied (listener facts, peer), fd and tls become
+ * the HTTP/2 connection's, initial[0..n) are bytes already read (the preface first, for h2c). */
+void keel_http2_accept(const struct keel_downstream *ds, int fd, struct keel_tls_conn *tls, const char *initial,
+                       size_t n);
+
+/* ---- exchange.c ---------------------------------------------------------------------------------------------- */
+
+/* Every open HTTP client connection of the worker: now=false ends idle ones and asks busy ones to end after
+ * their requests (drain); now=true closes them all (shutdown). */
+void keel_downstreams_shutdown(struct keel_pworker *pw, bool now);
 
 /* Called by upstream.c as the upstream connection progresses. */
 void keel_stream_upstream_ready(struct keel_stream *st);              /* connected (or reused): send the request */

@@ -506,6 +506,7 @@ static void worker_fini(struct keel_worker *w, void *data)
     (void)data;
     struct keel_pworker *pw = keel_worker_data(w);
     keel_tcp_close_all(pw); /* L4 sessions still open after the drain (tcp.c) */
+    keel_downstreams_shutdown(pw, true); /* HTTP connections still open after the drain */
     keel_listeners_close(pw);
     keel_upstream_state_free(pw);
     keel_snapshot_unref(pw->snap);
@@ -524,6 +525,7 @@ static void worker_drain(struct keel_worker *w, void *data)
     pw->draining = true;
     keel_listeners_close(pw);
     keel_upstream_pools_close(pw);
+    keel_downstreams_shutdown(pw, false); /* idle keep-alive connections close now, busy ones after their request */
 }
 
 /* ---- signals and drain ------------------------------------------------------------------------------------------ */

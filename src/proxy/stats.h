@@ -25,6 +25,8 @@ struct keel_buf;
 #define KEEL_DOWNSTREAM_STATS(XX)                                                                                    \
     XX(DOWNSTREAM_CX_TOTAL, "envoy_http_downstream_cx_total", "counter", "downstream connections accepted")          \
     XX(DOWNSTREAM_CX_ACTIVE, "envoy_http_downstream_cx_active", "gauge", "downstream connections open")             \
+    XX(DOWNSTREAM_CX_HTTP2_TOTAL, "envoy_http_downstream_cx_http2_total", "counter",                                 \
+       "downstream connections that speak HTTP/2")                                                                    \
     XX(DOWNSTREAM_CX_DESTROY_REMOTE, "envoy_http_downstream_cx_destroy_remote", "counter",                           \
        "downstream connections closed by the client")                                                                \
     XX(DOWNSTREAM_CX_PROTOCOL_ERROR, "envoy_http_downstream_cx_protocol_error", "counter",                           \

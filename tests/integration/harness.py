@@ -79,8 +79,10 @@ def serve(server_class, handler):
 
 def start_proxy(keel, mode, config_dir, admin, log, *args, env=None):
     """`keel proxy MODE --config DIR --admin 127.0.0.1:ADMIN ARGS...` with stdout and stderr into log (a file)."""
-    return subprocess.Popen([keel, "proxy", mode, "--config", config_dir, "--admin", "127.0.0.1:%d" % admin]
+    proc = subprocess.Popen([keel, "proxy", mode, "--config", config_dir, "--admin", "127.0.0.1:%d" % admin]
                             + list(args), stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc.keel_log = getattr(log, "name", None)
+    return proc
 
 
 def wait_ready(keel, admin, timeout=None):
@@ -93,15 +95,37 @@ def wait_ready(keel, admin, timeout=None):
 
 
 def stop_proxy(proc, grace=10):
-    """Ends a proxy still running: SIGTERM, then SIGKILL if it has not exited after grace seconds."""
-    if proc is None or proc.poll() is not None:
+    """Ends a proxy still running: SIGTERM, then SIGKILL if it has not exited after grace seconds. Then fails a
+    check if its log holds a sanitizer report (check_sanitizers)."""
+    if proc is None:
         return
-    proc.terminate()
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    check_sanitizers(getattr(proc, "keel_log", None))
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+_sanitizer_checked = set()  # logs already checked (a proxy stopped twice is reported once)
+
+
+def check_sanitizers(path):
+    """Fails a check when the log at path holds an AddressSanitizer, LeakSanitizer or UBSan report (sanitizer
+    builds print them to the proxy's stderr, which the tests send to a log file)."""
+    if not path or path in _sanitizer_checked:
+        return
+    _sanitizer_checked.add(path)
     try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return
+    hits = [ln for ln in text.splitlines() if any(m in ln for m in SANITIZER_MARKS)]
+    check("no sanitizer report in %s" % os.path.basename(path), not hits, hits[:5])
 
 
 def write_atomic(path, text):

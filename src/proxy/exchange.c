@@ -1,0 +1,899 @@
+/*
+ * exchange.c - the request exchange, whatever protocol the client speaks (see stream.h).
+ *
+ * The life of a request:
+ *
+ *   head from the codec ─► route (snapshot of the moment, held until the end)
+ *   ─► local reply (404 NR, redirect, direct response, fault abort, 503
+ *   NC/UH) or pick a cluster endpoint ─► upstream connection (pooled or new)
+ *   ─► send head + stream the body ─► read the response head ─► stream it
+ *   back through the codec ─► access log + stats ─► codec's done().
+ *
+ * The upstream side speaks HTTP/1.1. Bodies are streamed, never buffered
+ * whole: bytes move from one side to the other as they arrive, with their
+ * framing (Content-Length or chunked) tracked by the strict codec so that a
+ * message can never run into the next one. When a side holds more than
+ * KEEL_PROXY_OUT_HIGH bytes for the other, reading from the other stops until
+ * it drains (back-pressure): memory per request is bounded.
+ *
+ * Failures map to Envoy's response flags: connect failure 503 UF (retried on
+ * another endpoint per the route's retry policy; URX when attempts run out),
+ * no endpoint 503 UH, no cluster 503 NC, no route 404 NR, timeout 504 UT,
+ * upstream reset before the response 503 UC, client gone DC, protocol errors
+ * 400 (downstream) / 502 UPE (upstream). A pooled connection the server had
+ * closed is retried once on a fresh connection when the request can be
+ * replayed (the most common cause of spurious 503s in Envoy meshes).
+ */
+#include "proxy/stream.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/str.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static void stream_dispatch_upstream(struct keel_stream *st);
+
+/* ---- life of a stream ------------------------------------------------------------------------------------------ */
+
+struct keel_str keel_stream_dup(struct keel_arena *a, struct keel_str s)
+{
+    struct keel_str r = {keel_arena_strndup(a, s.p, s.n), s.n};
+    return r;
+}
+
+void keel_stream_copy_head(struct keel_stream *st, const struct keel_http_head *src)
+{
+    struct keel_arena *a = st->arena;
+    struct keel_http_head *dst = &st->req;
+    *dst = *src;
+    dst->method = keel_stream_dup(a, src->method);
+    dst->target = keel_stream_dup(a, src->target);
+    dst->path = keel_stream_dup(a, src->path);
+    dst->query = keel_stream_dup(a, src->query);
+    dst->authority = keel_stream_dup(a, src->authority);
+    dst->scheme = keel_stream_dup(a, src->scheme);
+    dst->reason = keel_stream_dup(a, src->reason);
+    for (size_t i = 0; i < src->nheaders; i++) {
+        dst->headers[i].name = keel_stream_dup(a, src->headers[i].name);
+        dst->headers[i].value = keel_stream_dup(a, src->headers[i].value);
+    }
+}
+
+/* The response head points into the upstream's input buffer, which is about to move: copy it. */
+static void copy_response_head(struct keel_stream *st)
+{
+    struct keel_arena *a = st->arena;
+    struct keel_http_head *h = &st->resp;
+    h->reason = keel_stream_dup(a, h->reason);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        h->headers[i].name = keel_stream_dup(a, h->headers[i].name);
+        h->headers[i].value = keel_stream_dup(a, h->headers[i].value);
+    }
+}
+
+struct keel_stream *keel_stream_new(struct keel_downstream *ds)
+{
+    struct keel_pworker *pw = ds->pw;
+    struct keel_stream *st = calloc(1, sizeof(*st));
+    struct keel_arena *a = st ? keel_arena_new(4096) : NULL;
+    if (!st || !a) {
+        free(st);
+        keel_arena_free(a);
+        return NULL;
+    }
+    st->ds = ds;
+    st->arena = a;
+    st->snap = keel_snapshot_ref(pw->snap);
+    st->start_ms = keel_loop_now_ms(pw->loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    st->start_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    keel_timer_init(&st->timeout);
+    keel_timer_init(&st->delay);
+    keel_buf_init(&st->replay, KEEL_PROXY_REPLAY_MAX + KEEL_H1_MAX_HEAD);
+    st->replayable = true;
+    st->upstream_service_ms = -1;
+    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_TOTAL, 1);
+    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE, 1);
+    return st;
+}
+
+void keel_stream_free(struct keel_stream *st)
+{
+    if (!st)
+        return;
+    keel_timer_stop(&st->timeout);
+    keel_timer_stop(&st->delay);
+    keel_buf_free(&st->replay);
+    keel_snapshot_unref(st->snap);
+    keel_arena_free(st->arena);
+    free(st);
+}
+
+void keel_downstream_link(struct keel_downstream *ds)
+{
+    struct keel_pworker *pw = ds->pw;
+    ds->prev = NULL;
+    ds->next = pw->downstreams;
+    if (pw->downstreams)
+        pw->downstreams->prev = ds;
+    pw->downstreams = ds;
+}
+
+void keel_downstream_unlink(struct keel_downstream *ds)
+{
+    if (ds->prev)
+        ds->prev->next = ds->next;
+    else if (ds->pw->downstreams == ds)
+        ds->pw->downstreams = ds->next;
+    if (ds->next)
+        ds->next->prev = ds->prev;
+    ds->prev = ds->next = NULL;
+}
+
+void keel_downstreams_shutdown(struct keel_pworker *pw, bool now)
+{
+    for (struct keel_downstream *ds = pw->downstreams, *next; ds; ds = next) {
+        next = ds->next; /* shutdown may unlink ds */
+        ds->ops->shutdown(ds, now);
+    }
+}
+
+/* ---- local replies -------------------------------------------------------------------------------------------- */
+
+void keel_stream_local_reply(struct keel_stream *st, int status, uint32_t flag, const char *details, const char *body,
+                             size_t body_len, const struct keel_http_header *extra, size_t n_extra)
+{
+    if (st->finished)
+        return;
+    if (st->resp_started) {
+        /* too late for a reply: the client already has a head; the codec cuts the stream */
+        st->flags |= flag;
+        st->details = details;
+        keel_stream_finish(st);
+        return;
+    }
+    st->status = status;
+    st->flags |= flag;
+    st->details = details;
+    st->local = true;
+    /* RFC 9110 §6.4.1/§8.6: 1xx, 204 and 304 carry no body and 204 must not carry Content-Length. */
+    bool bodiless = status < 200 || status == 204 || status == 304;
+    if (bodiless) {
+        body = "";
+        body_len = 0;
+    } else if (!body) {
+        body = keel_h1_reason(status);
+        body_len = strlen(body);
+    }
+    struct keel_http_header h[12];
+    size_t n = 0;
+    char len[KEEL_U64_STRLEN];
+    keel_u64_to_str(body_len, len);
+    if (!bodiless) {
+        h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(len)};
+        h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
+    }
+    for (size_t i = 0; i < n_extra && n < 11; i++)
+        h[n++] = extra[i];
+    h[n++] = (struct keel_http_header){keel_str_c("server"), keel_str_c("keel")};
+    const struct keel_ds_ops *ops = st->ds->ops;
+    st->resp_mode = bodiless || keel_str_eq_c(st->req.method, "HEAD") ? KEEL_BODY_NONE : KEEL_BODY_LENGTH;
+    st->resp_started = true;
+    if (ops->head(st, status, keel_str_c(""), h, n) == 0 && st->resp_mode == KEEL_BODY_LENGTH && body_len) {
+        ops->body(st, body, body_len, body, body_len);
+        st->bytes_sent += body_len;
+    }
+    st->resp_done = true;
+    ops->end(st);
+    keel_stream_finish(st);
+}
+
+/* ---- routing --------------------------------------------------------------------------------------------------- */
+
+static void on_timeout(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)loop;
+    struct keel_stream *st = t->data;
+    keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TIMEOUT, 1);
+    if (st->uc) {
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+        keel_upstream_release(st->uc, false);
+        st->uc = NULL;
+    }
+    keel_stream_local_reply(st, 504, KEEL_RF(UPSTREAM_REQUEST_TIMEOUT), "response_timeout", "upstream request timeout",
+                            24, NULL, 0);
+}
+
+/* Finds the route table for a request on this connection. */
+static const struct keel_route_table *route_table_for(struct keel_stream *st, uint32_t *port, bool *https_redirect)
+{
+    struct keel_downstream *ds = st->ds;
+    *https_redirect = false;
+    if (ds->role == KEEL_PL_GATEWAY) {
+        *port = ds->port;
+        const struct keel_listener *l = keel_snapshot_listener(st->snap, ds->port);
+        if (!l)
+            return NULL;
+        if (ds->chain >= 0 && (size_t)ds->chain < l->n_chains && l->chains[ds->chain].routes)
+            return l->chains[ds->chain].routes;
+        for (size_t i = 0; i < l->n_chains; i++) {
+            if (l->chains[i].routes) {
+                *https_redirect = l->chains[i].https_redirect;
+                return l->chains[i].routes;
+            }
+        }
+        return NULL;
+    }
+    /* outbound: the authority's port (default 80) picks the table */
+    uint32_t p = 80;
+    struct keel_str a = st->req.authority;
+    for (size_t i = a.n; i > 0; i--) {
+        if (a.p[i - 1] == ':') {
+            uint64_t v;
+            if (keel_str_to_u64((struct keel_str){a.p + i, a.n - i}, 65535, &v) == 0)
+                p = (uint32_t)v;
+            break;
+        }
+        if (a.p[i - 1] == ']')
+            break;
+    }
+    *port = p;
+    char name[KEEL_U64_STRLEN];
+    keel_u64_to_str(p, name);
+    return keel_snapshot_route_table(st->snap, name);
+}
+
+static void do_redirect(struct keel_stream *st, const struct keel_redirect *rd)
+{
+    char loc[4096];
+    const char *scheme = rd->scheme ? rd->scheme : (st->req.scheme.n ? "" : "http");
+    char scheme_buf[16];
+    if (!rd->scheme && st->req.scheme.n)
+        snprintf(scheme_buf, sizeof(scheme_buf), "%.*s", (int)st->req.scheme.n, st->req.scheme.p), scheme = scheme_buf;
+    /* the request's authority; its port is dropped only when the redirect sets one */
+    struct keel_str host = st->req.authority;
+    if (rd->port) {
+        for (size_t i = host.n; i > 0; i--) {
+            if (host.p[i - 1] == ':') {
+                host.n = i - 1;
+                break;
+            }
+            if (host.p[i - 1] == ']')
+                break;
+        }
+    }
+    char port[16] = "";
+    if (rd->port && !(rd->strip_default_port &&
+                      ((rd->port == 80 && !strcmp(scheme, "http")) || (rd->port == 443 && !strcmp(scheme, "https")))))
+        snprintf(port, sizeof(port), ":%u", rd->port);
+    int n;
+    if (rd->authority)
+        n = snprintf(loc, sizeof(loc), "%s://%s%s", scheme, rd->authority, port);
+    else
+        n = snprintf(loc, sizeof(loc), "%s://%.*s%s", scheme, (int)host.n, host.p, port);
+    if (n < 0 || (size_t)n >= sizeof(loc))
+        n = 0;
+    if (rd->path)
+        snprintf(loc + n, sizeof(loc) - (size_t)n, "%s", rd->path);
+    else
+        snprintf(loc + n, sizeof(loc) - (size_t)n, "%.*s%s%.*s", (int)st->req.path.n, st->req.path.p,
+                 st->req.query.n ? "?" : "", (int)st->req.query.n, st->req.query.p);
+    struct keel_http_header h = {keel_str_c("location"), keel_str_c(loc)};
+    keel_stream_local_reply(st, rd->code ? rd->code : 301, 0, "via_route_redirect", "", 0, &h, 1);
+}
+
+static void on_delay(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)loop;
+    stream_dispatch_upstream(t->data);
+}
+
+static bool per_million(struct keel_pworker *pw, uint32_t pm)
+{
+    if (pm >= 1000000)
+        return true;
+    return pm && keel_pworker_random(pw) % 1000000 < pm;
+}
+
+/* Routes a new request: local reply, or on to an upstream. */
+static void stream_route(struct keel_stream *st)
+{
+    struct keel_pworker *pw = st->ds->pw;
+    uint32_t port;
+    bool https_redirect;
+    const struct keel_route_table *t = route_table_for(st, &port, &https_redirect);
+    if (https_redirect) {
+        struct keel_redirect rd = {.scheme = "https", .code = 301, .port = 443, .strip_default_port = true};
+        do_redirect(st, &rd);
+        return;
+    }
+    st->route = t ? keel_route_match(t, &st->req, port, NULL) : NULL;
+    if (!t && st->ds->role == KEEL_PL_OUTBOUND) {
+        /* a port no service uses: the outbound traffic policy decides (allow_any: pass
+         * through to the address asked for; block_all: 502), as in every table's "*" host */
+        size_t n = 0;
+        const struct keel_route_table *const *all = keel_snapshot_route_tables(st->snap, &n);
+        const struct keel_vhost *vh = n ? keel_route_vhost(all[0], keel_str_c("*")) : NULL;
+        if (vh && vh->n_routes)
+            st->route = vh->routes[vh->n_routes - 1];
+    }
+    if (!st->route) {
+        keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_NO_ROUTE, 1);
+        keel_stream_local_reply(st, 404, KEEL_RF(NO_ROUTE_FOUND), "route_not_found", "", 0, NULL, 0);
+        return;
+    }
+    const struct keel_route_action *a = st->route->action;
+    if (a->fault && a->fault->abort && per_million(pw, a->fault->abort_per_million)) {
+        int status = a->fault->abort_http_status ? (int)a->fault->abort_http_status : 200;
+        keel_stream_local_reply(st, status, KEEL_RF(FAULT_INJECTED), "fault_filter_abort", "fault filter abort", 18,
+                                NULL, 0);
+        return;
+    }
+    if (a->kind == KEEL_ROUTE_REDIRECT) {
+        do_redirect(st, &a->redirect);
+        return;
+    }
+    if (a->kind == KEEL_ROUTE_DIRECT_RESPONSE) {
+        keel_stream_local_reply(st, a->status, 0, "direct_response", a->body ? a->body : "", a->body ? a->body_len : 0,
+                                NULL, 0);
+        return;
+    }
+    if (a->timeout > 0) {
+        st->timeout.data = st;
+        keel_timer_start(pw->loop, &st->timeout, (uint64_t)(a->timeout / 1000000), on_timeout, st);
+    }
+    if (a->fault && a->fault->delay && per_million(pw, a->fault->delay_per_million)) {
+        st->flags |= KEEL_RF(DELAY_INJECTED);
+        st->delay.data = st;
+        keel_timer_start(pw->loop, &st->delay, (uint64_t)(a->fault->delay_ns / 1000000), on_delay, st);
+        return;
+    }
+    stream_dispatch_upstream(st);
+}
+
+static void make_request_id(struct keel_pworker *pw, char out[37])
+{
+    unsigned char b[16];
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t r = keel_pworker_random(pw);
+        memcpy(b + i, &r, 4);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
+    keel_uuid_to_str(b, out);
+}
+
+void keel_stream_start(struct keel_stream *st)
+{
+    struct keel_pworker *pw = st->ds->pw;
+    if (!keel_http_head_get(&st->req, "x-request-id") && st->req.nheaders < KEEL_HTTP_MAX_HEADERS) {
+        /* generated once here, so the access log and the upstream see the same id */
+        char *id = keel_arena_xalloc(st->arena, 37);
+        make_request_id(pw, id);
+        st->req.headers[st->req.nheaders++] = (struct keel_http_header){keel_str_c("x-request-id"), {id, 36}};
+    }
+    if (st->req_mode == KEEL_BODY_CHUNKED)
+        keel_h1_chunked_init(&st->req_ch);
+    if (!st->snap) {
+        keel_stream_local_reply(st, 503, 0, "no_config", "no configuration yet", 20, NULL, 0);
+        return;
+    }
+    stream_route(st);
+}
+
+/* The request's authority as an endpoint when it is an IP address (PassthroughCluster), else NULL. */
+static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
+{
+    struct keel_str a = st->req.authority;
+    char host[128];
+    uint32_t port = 80;
+    size_t hn = a.n;
+    if (a.n && a.p[0] == '[') {
+        const char *rb = memchr(a.p, ']', a.n);
+        if (!rb)
+            return NULL;
+        hn = (size_t)(rb - a.p) + 1;
+    } else {
+        const char *colon = memchr(a.p, ':', a.n);
+        if (colon)
+            hn = (size_t)(colon - a.p);
+    }
+    if (hn < a.n && a.p[hn] == ':') {
+        uint64_t v;
+        if (keel_str_to_u64((struct keel_str){a.p + hn + 1, a.n - hn - 1}, 65535, &v) != 0 || v == 0)
+            return NULL;
+        port = (uint32_t)v;
+    }
+    if (hn == 0 || hn >= sizeof(host))
+        return NULL;
+    memcpy(host, a.p, hn);
+    host[hn] = '\0';
+    char spec[160];
+    snprintf(spec, sizeof(spec), "%s:%u", host, port);
+    struct keel_addr addr;
+    if (keel_addr_parse(spec, &addr) != 0)
+        return NULL; /* a name, not an address */
+    struct keel_endpoint *ep = keel_arena_xalloc(st->arena, sizeof(*ep));
+    if (host[0] == '[') {
+        host[hn - 1] = '\0';
+        ep->address = keel_arena_strdup(st->arena, host + 1);
+    } else {
+        ep->address = keel_arena_strdup(st->arena, host);
+    }
+    ep->hostport = keel_arena_strdup(st->arena, spec);
+    ep->port = port;
+    ep->weight = 1;
+    return ep;
+}
+
+/* Picks a destination and endpoint and attaches an upstream connection. */
+static void stream_dispatch_upstream(struct keel_stream *st)
+{
+    struct keel_pworker *pw = st->ds->pw;
+    if (!st->cluster) {
+        const struct keel_route_dest *d = keel_route_pick(st->route, keel_pworker_random(pw));
+        if (!d || !d->cluster) {
+            keel_stream_local_reply(st, 503, KEEL_RF(NO_CLUSTER_FOUND), "cluster_not_found", "no healthy upstream", 19,
+                                    NULL, 0);
+            return;
+        }
+        st->cluster = d->cluster;
+        st->cstats = keel_stats_cluster(pw->stats, d->cluster->name);
+    }
+    const struct keel_cluster *c = st->cluster;
+    if (c->type == KEEL_CLUSTER_BLACKHOLE) {
+        keel_stream_local_reply(st, 502, 0, "blackhole", "", 0, NULL, 0);
+        return;
+    }
+    if (c->type == KEEL_CLUSTER_ORIGINAL_DST) {
+        /* PassthroughCluster: the destination the client asked for */
+        st->ep = passthrough_endpoint(st);
+        if (!st->ep) {
+            keel_stream_local_reply(st, 503, KEEL_RF(NO_HEALTHY_UPSTREAM), "passthrough_needs_address",
+                                    "passthrough to a host name needs DNS, which this build does not do yet", 70, NULL,
+                                    0);
+            return;
+        }
+    } else {
+        st->ep = keel_upstream_pick(pw, c, st->tried);
+    }
+    if (!st->ep) {
+        keel_stream_local_reply(st, 503, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream", "no healthy upstream", 19,
+                                NULL, 0);
+        return;
+    }
+    st->tried = st->ep;
+    st->attempts++;
+    st->upstream_host = st->ep->hostport;
+    st->upstream_start_ms = keel_loop_now_ms(pw->loop);
+    struct keel_upconn *uc;
+    int rc = keel_upstream_attach(pw, st, c, st->ep, c->limits.connect_timeout, &uc);
+    if (rc != 0) {
+        keel_stream_upstream_failed(st, rc, true, false);
+        return;
+    }
+    st->uc = uc;
+    if (uc->connected)
+        keel_stream_upstream_ready(st);
+}
+
+/* ---- request head to the upstream ------------------------------------------------------------------------------ */
+
+static bool hop_by_hop(struct keel_str name, const struct keel_http_head *h)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+                                      "upgrade",    "host",       "trailer"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (keel_str_caseeq(name, keel_str_c(hop[i])))
+            return true;
+    /* fields named by Connection are hop-by-hop too */
+    const struct keel_str *conn = keel_http_head_get(h, "connection");
+    if (conn) {
+        const char *p = conn->p, *end = conn->p + conn->n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
+                p++;
+            const char *s = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > s && keel_str_caseeq(name, (struct keel_str){s, (size_t)(p - s)}))
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool op_removes(const struct keel_route_header_ops *ops, struct keel_str name)
+{
+    for (size_t i = 0; i < ops->n_remove; i++)
+        if (keel_str_caseeq(name, keel_str_c(ops->remove[i])))
+            return true;
+    for (size_t i = 0; i < ops->n_set; i++)
+        if (keel_str_caseeq(name, keel_str_c(ops->set[i].name)))
+            return true;
+    return false;
+}
+
+/* Appends set/add ops of ops to h (n in/out, cap). */
+static void apply_ops(const struct keel_route_header_ops *ops, struct keel_http_header *h, size_t *n, size_t cap)
+{
+    for (size_t i = 0; i < ops->n_set && *n < cap; i++)
+        h[(*n)++] = (struct keel_http_header){keel_str_c(ops->set[i].name), keel_str_c(ops->set[i].value)};
+    for (size_t i = 0; i < ops->n_add && *n < cap; i++)
+        h[(*n)++] = (struct keel_http_header){keel_str_c(ops->add[i].name), keel_str_c(ops->add[i].value)};
+}
+
+static const struct keel_route_dest *stream_dest(const struct keel_stream *st)
+{
+    const struct keel_route_action *a = st->route->action;
+    for (size_t i = 0; i < a->n_dests; i++)
+        if (a->dests[i].cluster == st->cluster)
+            return &a->dests[i];
+    return NULL;
+}
+
+/* Serializes the request head for the upstream into st->uc->out (and the replay copy). */
+static int write_request_head(struct keel_stream *st)
+{
+    struct keel_downstream *ds = st->ds;
+    const struct keel_route_action *a = st->route->action;
+    const struct keel_route_dest *dest = stream_dest(st);
+    struct keel_http_head up = {.version = KEEL_HTTP_11, .method = st->req.method};
+    char path[KEEL_H1_MAX_TARGET + 1];
+    int plen = keel_route_rewrite_path(st->route, st->req.path, path, sizeof(path));
+    up.path = plen >= 0 ? (struct keel_str){path, (size_t)plen} : st->req.path;
+    up.query = st->req.query;
+    struct keel_http_header h[KEEL_HTTP_MAX_HEADERS + 16];
+    size_t n = 0, cap = sizeof(h) / sizeof(h[0]);
+    /* Host first: the rewrite, else the request's authority */
+    const char *host_rw = dest && dest->host_rewrite ? dest->host_rewrite : a->host_rewrite;
+    h[n++] = (struct keel_http_header){keel_str_c("host"), host_rw ? keel_str_c(host_rw) : st->req.authority};
+    bool have_xfp = false;
+    const struct keel_str *xff = NULL;
+    for (size_t i = 0; i < st->req.nheaders && n < cap - 8; i++) {
+        struct keel_str name = st->req.headers[i].name;
+        if (hop_by_hop(name, &st->req) || keel_str_caseeq(name, keel_str_c("content-length")) ||
+            keel_str_caseeq(name, keel_str_c("x-envoy-attempt-count")))
+            continue;
+        if (op_removes(&a->headers.request, name) || (dest && op_removes(&dest->headers.request, name)))
+            continue;
+        if (keel_str_caseeq(name, keel_str_c("x-forwarded-for"))) {
+            xff = &st->req.headers[i].value;
+            if (ds->role == KEEL_PL_GATEWAY)
+                continue; /* re-added below with the peer appended */
+        }
+        if (keel_str_caseeq(name, keel_str_c("x-forwarded-proto")))
+            have_xfp = true;
+        h[n++] = st->req.headers[i];
+    }
+    char attempts[KEEL_U64_STRLEN], xff_buf[1024], clen[KEEL_U64_STRLEN];
+    if (!have_xfp)
+        h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-proto"), keel_str_c(ds->tls ? "https" : "http")};
+    if (ds->role == KEEL_PL_GATEWAY) {
+        if (xff)
+            snprintf(xff_buf, sizeof(xff_buf), "%.*s, %s", (int)xff->n, xff->p, ds->peer_ip);
+        else
+            snprintf(xff_buf, sizeof(xff_buf), "%s", ds->peer_ip);
+        h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-for"), keel_str_c(xff_buf)};
+    }
+    keel_u64_to_str(st->attempts, attempts);
+    h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
+    if (st->req_mode == KEEL_BODY_CHUNKED) {
+        h[n++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
+    } else if (st->req_mode == KEEL_BODY_LENGTH || st->req.has_content_length) {
+        keel_u64_to_str(st->req.content_length, clen);
+        h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(clen)};
+    }
+    apply_ops(&a->headers.request, h, &n, cap);
+    if (dest)
+        apply_ops(&dest->headers.request, h, &n, cap);
+    size_t before = st->uc->out.len;
+    int rc = keel_h1_write_request_head(&st->uc->out, &up, h, n);
+    if (rc == 0 && st->replayable)
+        keel_buf_append(&st->replay, st->uc->out.data + before, st->uc->out.len - before);
+    return rc;
+}
+
+void keel_stream_request_body(struct keel_stream *st)
+{
+    if (st->req_done || !st->uc || !st->uc->connected)
+        return;
+    st->ds->ops->pump(st);
+    if (st->uc)
+        keel_upstream_flush(st->uc);
+}
+
+void keel_stream_upstream_ready(struct keel_stream *st)
+{
+    struct keel_upconn *uc = st->uc;
+    snprintf(st->upstream_local, sizeof(st->upstream_local), "%s", uc->local);
+    keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TOTAL, 1);
+    keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, 1);
+    if (st->replay.len && st->attempts > 1) {
+        /* a retry: resend what was sent before (head and body so far) */
+        keel_buf_append(&uc->out, st->replay.data, st->replay.len);
+    } else {
+        keel_buf_reset(&st->replay);
+        if (write_request_head(st) != 0) {
+            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+            keel_upstream_release(uc, false);
+            st->uc = NULL;
+            keel_stream_local_reply(st, 400, KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR), "invalid_request_head", "", 0, NULL,
+                                    0);
+            return;
+        }
+        st->ds->ops->pump(st);
+        if (!st->uc)
+            return;
+    }
+    if (keel_upstream_flush(uc) < 0)
+        keel_stream_upstream_failed(st, KEEL_ECLOSED, false, uc->reused);
+}
+
+void keel_stream_upstream_writable(struct keel_stream *st)
+{
+    if (!st->req_done)
+        st->ds->ops->pump(st);
+    if (st->uc && st->uc->out.len)
+        keel_upstream_flush(st->uc);
+}
+
+/* Retries per the route's retry policy (connect failures), or gives up with 503. */
+void keel_stream_upstream_failed(struct keel_stream *st, int err, bool connect_phase, bool reused)
+{
+    bool had_conn = st->uc != NULL;
+    st->uc = NULL;
+    if (had_conn)
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+    if (st->resp_mode == KEEL_BODY_UNTIL_CLOSE && st->resp_started && err == KEEL_ECLOSED) {
+        /* the server ended a read-until-close body: that is the end of the response */
+        st->resp_done = true;
+        st->resp_keep_alive = false;
+        st->ds->ops->end(st);
+        keel_stream_finish(st);
+        return;
+    }
+    if (st->resp_started) {
+        /* the upstream went away in the middle of the response: cut the client too */
+        st->flags |= KEEL_RF(UPSTREAM_CONNECTION_TERMINATION);
+        st->details = "upstream_reset_after_response_started";
+        keel_stream_finish(st);
+        return;
+    }
+    const struct keel_retry_policy *rp = &st->route->action->retry;
+    bool can_replay = st->replayable && (st->req_done || st->replay.len == 0 || st->req_wire_bytes == 0);
+    /* a pooled connection the server had closed: one free retry on a fresh connection */
+    if (!connect_phase && reused && can_replay && st->attempts < 8) {
+        st->tried = NULL;
+        st->attempts--; /* not an attempt the user asked for */
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY, 1);
+        stream_dispatch_upstream(st);
+        return;
+    }
+    bool retriable = connect_phase ? (rp->retry_on & KEEL_RETRY_CONNECT_FAILURE) != 0
+                                   : (rp->retry_on & (KEEL_RETRY_RESET | KEEL_RETRY_5XX)) != 0;
+    if (rp->enabled && retriable && can_replay && st->attempts <= rp->num_retries) {
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY, 1);
+        stream_dispatch_upstream(st);
+        return;
+    }
+    uint32_t flag = connect_phase ? KEEL_RF(UPSTREAM_CONNECTION_FAILURE) : KEEL_RF(UPSTREAM_CONNECTION_TERMINATION);
+    if (rp->enabled && retriable && st->attempts > 1)
+        flag |= KEEL_RF(UPSTREAM_RETRY_LIMIT_EXCEEDED);
+    keel_stream_local_reply(
+        st, 503, flag,
+        connect_phase ? "upstream_reset_before_response_started{connection_failure}"
+                      : "upstream_reset_before_response_started{connection_termination}",
+        connect_phase ? "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+                      : "upstream connect error or disconnect/reset before headers. reset reason: connection "
+                        "termination",
+        0, NULL, 0);
+    (void)err;
+}
+
+/* ---- response ---------------------------------------------------------------------------------------------------- */
+
+/* Sends the upstream's response head through the codec, with the route's header operations. */
+static int send_response_head(struct keel_stream *st)
+{
+    const struct keel_route_action *a = st->route->action;
+    const struct keel_route_dest *dest = stream_dest(st);
+    struct keel_http_header h[KEEL_HTTP_MAX_HEADERS + 8];
+    size_t n = 0, cap = sizeof(h) / sizeof(h[0]);
+    /* a bodiless answer (to HEAD, 304) keeps the Content-Length it announces; otherwise the codec frames */
+    bool keep_length = st->resp_h1.no_body && st->resp.status >= 200 && st->resp.status != 204;
+    for (size_t i = 0; i < st->resp.nheaders && n < cap - 6; i++) {
+        struct keel_str name = st->resp.headers[i].name;
+        if (hop_by_hop(name, &st->resp) || (!keep_length && keel_str_caseeq(name, keel_str_c("content-length"))))
+            continue;
+        if (op_removes(&a->headers.response, name) || (dest && op_removes(&dest->headers.response, name)))
+            continue;
+        h[n++] = st->resp.headers[i];
+    }
+    char ust[KEEL_U64_STRLEN];
+    keel_u64_to_str(st->upstream_service_ms > 0 ? (uint64_t)st->upstream_service_ms : 0, ust);
+    h[n++] = (struct keel_http_header){keel_str_c("x-envoy-upstream-service-time"), keel_str_c(ust)};
+    apply_ops(&a->headers.response, h, &n, cap);
+    if (dest)
+        apply_ops(&dest->headers.response, h, &n, cap);
+    return st->ds->ops->head(st, st->resp.status, st->resp.reason, h, n);
+}
+
+/* Moves response body bytes from the upstream's input to the client. */
+static void forward_response_body(struct keel_stream *st)
+{
+    const struct keel_ds_ops *ops = st->ds->ops;
+    struct keel_upconn *uc = st->uc;
+    while (!st->resp_done && uc && uc->in.len > 0 && ops->pending(st) < KEEL_PROXY_OUT_HIGH) {
+        size_t take;
+        const char *data = uc->in.data;
+        size_t dlen;
+        if (st->resp_mode == KEEL_BODY_LENGTH) {
+            take = st->resp_left < uc->in.len ? (size_t)st->resp_left : uc->in.len;
+            st->resp_left -= take;
+            if (st->resp_left == 0)
+                st->resp_done = true;
+            dlen = take;
+        } else if (st->resp_mode == KEEL_BODY_CHUNKED) {
+            int rc = keel_h1_chunked_feed(&st->resp_ch, uc->in.data, uc->in.len, &take, &data, &dlen);
+            if (rc == KEEL_H1_CHUNKED_END) {
+                st->resp_done = true;
+            } else if (rc < 0 && rc != KEEL_EAGAIN) {
+                st->flags |= KEEL_RF(UPSTREAM_PROTOCOL_ERROR);
+                st->details = "upstream_chunked_error";
+                keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+                keel_upstream_release(uc, false);
+                st->uc = NULL;
+                keel_stream_finish(st);
+                return;
+            }
+            if (take == 0)
+                break;
+        } else { /* until close */
+            take = uc->in.len;
+            dlen = take;
+        }
+        ops->body(st, uc->in.data, take, data, dlen);
+        st->bytes_sent += take;
+        keel_buf_consume(&uc->in, take);
+    }
+    if (uc)
+        keel_upstream_pause(uc, ops->pending(st) >= KEEL_PROXY_OUT_HIGH);
+}
+
+void keel_stream_upstream_readable(struct keel_stream *st)
+{
+    struct keel_upconn *uc = st->uc;
+    while (!st->resp_started && uc) {
+        size_t used;
+        int rc = keel_h1_parse_response(uc->in.data, uc->in.len, st->req.method, NULL, &st->resp, &st->resp_h1, &used);
+        if (rc == KEEL_EAGAIN)
+            return;
+        if (rc != 0) {
+            st->uc = NULL;
+            keel_upstream_release(uc, false);
+            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+            keel_stream_local_reply(st, 502, KEEL_RF(UPSTREAM_PROTOCOL_ERROR), "upstream_protocol_error",
+                                    "upstream sent an invalid response", 33, NULL, 0);
+            return;
+        }
+        if (st->resp.status >= 100 && st->resp.status < 200 && st->resp.status != 101) {
+            /* interim (100 Continue): pass it on, wait for the final one */
+            st->ds->ops->interim(st, uc->in.data, used);
+            keel_buf_consume(&uc->in, used);
+            continue;
+        }
+        copy_response_head(st);
+        keel_buf_consume(&uc->in, used);
+        st->status = st->resp.status;
+        st->upstream_service_ms = (int64_t)(keel_loop_now_ms(st->ds->pw->loop) - st->upstream_start_ms);
+        keel_cstats_count_code(st->cstats, st->status);
+        if (st->resp_h1.no_body || st->resp_h1.tunnel)
+            st->resp_mode = KEEL_BODY_NONE;
+        else if (st->resp.chunked)
+            st->resp_mode = KEEL_BODY_CHUNKED;
+        else if (st->resp.has_content_length)
+            st->resp_mode = st->resp.content_length ? KEEL_BODY_LENGTH : KEEL_BODY_NONE;
+        else
+            st->resp_mode = KEEL_BODY_UNTIL_CLOSE;
+        st->resp_left = st->resp.content_length;
+        keel_h1_chunked_init(&st->resp_ch);
+        st->resp_keep_alive = st->resp.keep_alive;
+        keel_timer_stop(&st->timeout);
+        st->resp_started = true;
+        if (send_response_head(st) != 0) {
+            st->resp_started = false;
+            st->uc = NULL;
+            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+            keel_upstream_release(uc, false);
+            keel_stream_local_reply(st, 502, KEEL_RF(UPSTREAM_PROTOCOL_ERROR), "upstream_invalid_header", "", 0, NULL,
+                                    0);
+            return;
+        }
+        st->details = "via_upstream";
+        if (st->resp_mode == KEEL_BODY_NONE)
+            st->resp_done = true;
+    }
+    if (st->finished)
+        return;
+    forward_response_body(st);
+    if (st->finished)
+        return;
+    if (st->resp_done) {
+        st->ds->ops->end(st);
+        keel_stream_finish(st);
+    } else {
+        st->ds->ops->flush(st);
+    }
+}
+
+void keel_stream_resume_response(struct keel_stream *st)
+{
+    if (!st->finished && st->uc)
+        keel_stream_upstream_readable(st);
+}
+
+/* ---- end of a request ------------------------------------------------------------------------------------------ */
+
+static void access_log(struct keel_stream *st)
+{
+    struct keel_downstream *ds = st->ds;
+    const struct keel_logcfg *lc = ds->pw->log;
+    if (!lc || !lc->format || lc->fd < 0)
+        return;
+    const char *proto = st->req.version == KEEL_HTTP_2    ? "HTTP/2"
+                        : st->req.version == KEEL_HTTP_10 ? "HTTP/1.0"
+                                                          : "HTTP/1.1";
+    struct keel_accesslog_entry e = {
+        .start_unix_ms = st->start_unix_ms,
+        .req = &st->req,
+        .resp = st->resp.status ? &st->resp : NULL,
+        .protocol = keel_str_c(proto),
+        .response_code = st->status,
+        .flags = st->flags,
+        .response_code_details = st->details,
+        .bytes_received = st->req_wire_bytes,
+        .bytes_sent = st->bytes_sent,
+        .duration_ms = (int64_t)(keel_loop_now_ms(ds->pw->loop) - st->start_ms),
+        .upstream_service_time_ms = st->resp.status ? st->upstream_service_ms : -1,
+        .upstream_host = st->upstream_host,
+        .upstream_cluster = st->cluster ? st->cluster->name : NULL,
+        .upstream_local_address = st->upstream_local[0] ? st->upstream_local : NULL,
+        .downstream_local_address = ds->local,
+        .downstream_remote_address = ds->peer,
+        .route_name = st->route ? st->route->name : NULL,
+    };
+    struct keel_buf *b = &ds->pw->logline;
+    keel_buf_reset(b);
+    if (keel_accesslog_render(lc->format, &e, b) == 0 && b->len) {
+        ssize_t w = write(lc->fd, b->data, b->len);
+        (void)w;
+    }
+}
+
+void keel_stream_finish(struct keel_stream *st)
+{
+    if (st->finished)
+        return;
+    st->finished = true;
+    struct keel_pworker *pw = st->ds->pw;
+    keel_timer_stop(&st->timeout);
+    keel_timer_stop(&st->delay);
+    if (st->uc) {
+        bool reuse = st->resp_done && st->req_done && st->resp_keep_alive;
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+        keel_upstream_release(st->uc, reuse);
+        st->uc = NULL;
+    }
+    keel_stats_count_code(pw->stats, st->status);
+    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE, -1);
+    access_log(st);
+    st->ds->ops->done(st);
+}
