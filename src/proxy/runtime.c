@@ -327,7 +327,7 @@ static int load_config(struct keel_runtime *rt, bool first)
     }
     struct keel_diags warn;
     keel_diags_init(&warn);
-    struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, &warn);
+    struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, NULL, &warn);
     keel_arena_free(rt->id_arena); /* the snapshot has its own copy of the identity */
     rt->id_arena = id_arena;
     for (size_t i = 0; i < keel_diags_count(&warn); i++) {
