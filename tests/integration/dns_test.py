@@ -9,7 +9,8 @@ to use that DNS server (--dns-server). Checks: a DNS endpoint name and a host wi
 while DNS_ROUND_ROBIN uses the first address only (LOGICAL_DNS); /config_dump and /clusters show the resolved
 addresses, the host names and the errors; a changed answer moves requests to the new address after the refresh;
 NXDOMAIN empties the cluster (503) and an answer brings it back; an unknown name answers 503; a config reload
-applies at once even when the DNS server does not answer for a new name yet, and that name serves once it does.
+applies at once even when the DNS server does not answer for a new name yet, and that name serves once it does;
+SIGTERM exits 0 with lookups in flight.
 Nothing asserts timings: every wait polls with a deadline.
 
 Usage: tests/integration/dns_test.py --keel build/debug/keel
@@ -17,8 +18,10 @@ Usage: tests/integration/dns_test.py --keel build/debug/keel
 import http.server
 import json
 import os
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -300,6 +303,17 @@ def main():
         stats = request(admin, "GET", "/config_dump")[1]
         check("snapshots were recompiled for DNS answers", json.loads(stats).get("dns_updates", 0) >= 3,
               json.loads(stats).get("dns_updates"))
+
+        # a lookup the server holds is in flight while the proxy stops
+        dns.hold.add("host.test")
+        held = dns.count("host.test")
+        check("a held lookup is in flight", poll(lambda: dns.count("host.test") > held))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            code = None
+        check("SIGTERM with lookups in flight: clean exit 0 (nothing leaked under ASan)", code == 0, code)
     finally:
         stop_proxy(proc)
         log.close()
