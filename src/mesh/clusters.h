@@ -251,10 +251,10 @@ struct keel_cluster {
 
 /* What the resolver last knew about one name. */
 struct keel_dns_answer {
-    const char *name;          /* exactly as the endpoint (or host) spells it */
-    const char *const *addrs;  /* numeric IPv4/IPv6 addresses in the resolver's order; may be empty */
+    const char *name;         /* exactly as the endpoint (or host) spells it */
+    const char *const *addrs; /* numeric IPv4/IPv6 addresses in the resolver's order; may be empty */
     size_t n_addrs;
-    const char *error;         /* the last resolution error, or NULL */
+    const char *error; /* the last resolution error, or NULL */
 };
 
 /* Answers sorted by name (strcmp), read-only during the compile. */

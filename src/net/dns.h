@@ -64,8 +64,8 @@ struct keel_dns_options {
 #define KEEL_DNS_DEFAULT_TRIES 2
 
 struct keel_dns_addr {
-    int family;                     /* AF_INET or AF_INET6 */
-    char ip[KEEL_DNS_ADDRSTRLEN];   /* numeric form, "10.0.0.1" or "2001:db8::1" */
+    int family;                   /* AF_INET or AF_INET6 */
+    char ip[KEEL_DNS_ADDRSTRLEN]; /* numeric form, "10.0.0.1" or "2001:db8::1" */
 };
 
 struct keel_dns_result {

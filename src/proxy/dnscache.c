@@ -97,8 +97,7 @@ static void schedule(struct entry *e, uint64_t ms)
 {
     e->next_ms = keel_loop_now_ms(e->c->loop) + ms;
     if (keel_timer_start(e->c->loop, &e->timer, ms, on_timer, e) != 0)
-        keel_log(KEEL_LOG_ERROR, "dns: %s: out of memory arming the refresh timer; it will not be refreshed",
-                 e->name);
+        keel_log(KEEL_LOG_ERROR, "dns: %s: out of memory arming the refresh timer; it will not be refreshed", e->name);
 }
 
 /* Same addresses (as sets) and the same first one (LOGICAL_DNS uses it). */
@@ -314,8 +313,8 @@ int keel_dnscache_dump_json(const struct keel_dnscache *c, struct keel_buf *out)
         }
         if (rc == 0)
             rc = keel_buf_printf(out, "], \"ttl\": %u, \"lookups\": %llu, \"failures\": %llu, \"resolving\": %s",
-                                 (unsigned)e->ttl, (unsigned long long)e->lookups,
-                                 (unsigned long long)e->failures, e->q ? "true" : "false");
+                                 (unsigned)e->ttl, (unsigned long long)e->lookups, (unsigned long long)e->failures,
+                                 e->q ? "true" : "false");
         if (rc == 0 && keel_timer_is_active(&e->timer)) {
             uint64_t now = keel_loop_now_ms(c->loop);
             uint64_t due = e->next_ms > now ? e->next_ms - now : 0;

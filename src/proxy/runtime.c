@@ -277,7 +277,7 @@ static void publish(struct keel_runtime *rt)
     }
 }
 
-/* ---- DNS ----------------------------------------------------------------------------------------------------------- */
+/* ---- DNS ---------------------------------------------------------------------------------------------------------- */
 
 /* MeshConfig dnsRefreshRate in ms, or 0 (the table's default). */
 static uint64_t dns_refresh_ms(const struct keel_store *store)
@@ -428,8 +428,7 @@ static int load_config(struct keel_runtime *rt, bool first)
     struct keel_diags warn;
     keel_diags_init(&warn);
     /* DNS endpoints get the addresses known now; new names are resolved after publishing, never before */
-    struct keel_snapshot *snap =
-        keel_snapshot_build(store, &rt->id, NULL, keel_dnscache_answers(rt->dnscache), &warn);
+    struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, keel_dnscache_answers(rt->dnscache), &warn);
     keel_arena_free(rt->id_arena); /* the snapshot has its own copy of the identity */
     rt->id_arena = id_arena;
     for (size_t i = 0; i < keel_diags_count(&warn); i++) {

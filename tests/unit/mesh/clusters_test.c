@@ -391,28 +391,29 @@ static void test_dns_answers(void **state)
     struct keel_dns_answer v[] = {
         {"eu.api.example.com", eu, 3, NULL},
         {"gone.example.com", NULL, 0, "Domain name not found"},
-        {"us.api.example.com", NULL, 0, NULL}, /* not needed by anyone: ignored */
+        {"us.api.example.com", NULL, 0, NULL},                               /* not needed by anyone: ignored */
         {"www.example.org", www, 2, "Timeout while contacting DNS servers"}, /* last good kept, error shown */
     };
     struct keel_dns_answers answers = {v, 4};
     struct keel_kv_str labels[] = {{"app", "client"}};
     struct keel_proxy_identity id = {.kind = KEEL_PROXY_SIDECAR, .ns = "default", .labels = labels, .n_labels = 1};
     struct fx f;
-    fx_load_dns(&f,
-                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext, namespace: default}\n"
-                "spec:\n  hosts: [api.example.com]\n  resolution: DNS\n"
-                "  ports: [{number: 443, name: https, protocol: HTTPS, targetPort: 8443}]\n"
-                "  endpoints:\n"
-                "  - {address: eu.api.example.com, weight: 5, locality: eu-west/a, labels: {region: eu}}\n"
-                "  - {address: gone.example.com, labels: {region: eu}}\n"
-                "  - {address: 192.0.2.10, ports: {https: 9443}}\n"
-                "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-                "metadata: {name: ext, namespace: default}\n"
-                "spec:\n  host: api.example.com\n  subsets: [{name: eu, labels: {region: eu}}]\n"
-                "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bare, namespace: default}\n"
-                "spec:\n  hosts: [www.example.org]\n  resolution: DNS_ROUND_ROBIN\n"
-                "  ports: [{number: 80, name: http, protocol: HTTP}]\n",
-                &id, &answers);
+    fx_load_dns(
+        &f,
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext, namespace: default}\n"
+        "spec:\n  hosts: [api.example.com]\n  resolution: DNS\n"
+        "  ports: [{number: 443, name: https, protocol: HTTPS, targetPort: 8443}]\n"
+        "  endpoints:\n"
+        "  - {address: eu.api.example.com, weight: 5, locality: eu-west/a, labels: {region: eu}}\n"
+        "  - {address: gone.example.com, labels: {region: eu}}\n"
+        "  - {address: 192.0.2.10, ports: {https: 9443}}\n"
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        "metadata: {name: ext, namespace: default}\n"
+        "spec:\n  host: api.example.com\n  subsets: [{name: eu, labels: {region: eu}}]\n"
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bare, namespace: default}\n"
+        "spec:\n  hosts: [www.example.org]\n  resolution: DNS_ROUND_ROBIN\n"
+        "  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+        &id, &answers);
     /* STRICT_DNS: one endpoint per address, keeping port, weight, labels and locality */
     const struct keel_cluster *c = cluster(&f, "outbound|443||api.example.com");
     assert_int_equal(c->n_endpoints, 4);

@@ -89,7 +89,7 @@ static void fake_answer(struct fake_dns *f, const uint8_t *q, size_t n, const st
             continue;
         known = true;
         if (qtype != 1)
-            continue; /* AAAA and the rest: the name exists, no records of that type */
+            continue;                /* AAAA and the rest: the name exists, no records of that type */
         o += put16(out + o, 0xC00C); /* the name, compressed: points at the question */
         o += put16(out + o, 1);
         o += put16(out + o, 1);
@@ -100,7 +100,7 @@ static void fake_answer(struct fake_dns *f, const uint8_t *q, size_t n, const st
         o += 4;
         ancount++;
     }
-    out[2] = 0x81; /* QR, RD */
+    out[2] = 0x81;                /* QR, RD */
     out[3] = known ? 0x80 : 0x83; /* RA; rcode NOERROR or NXDOMAIN */
     put16(out + 4, 1);
     put16(out + 6, ancount);
