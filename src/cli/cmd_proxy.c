@@ -5,6 +5,7 @@
  *   keel proxy sidecar --config DIR (--workload NAME.NS | --labels k=v,... [--namespace NS])
  *                      [--service-account SA] [--outbound ADDR] [--admin ADDR] [--concurrency N]
  *   keel proxy wait    [--admin ADDR] [--timeout SECONDS]
+ *   common: [--dns-server IP:PORT[,IP:PORT...]] (else $KEEL_DNS_SERVER, else /etc/resolv.conf)
  *
  * Bad arguments end with exit status 2 and a message naming the flag: numbers must be whole numbers in
  * range (no silent 0 for "--concurrency abc"), and --inbound is refused until the sidecar inbound
@@ -26,9 +27,11 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
+            "                          [--dns-server IP:PORT[,IP:PORT...]]\n"
             "       keel proxy sidecar --config DIR (--workload NAME.NAMESPACE | --labels k=v,... [--namespace NS])\n"
             "                          [--service-account SA] [--outbound ADDR] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
+            "                          [--dns-server IP:PORT[,IP:PORT...]]\n"
             "       keel proxy wait    [--admin ADDR] [--timeout SECONDS]\n"
             "\n"
             "router:  serves every server of every Gateway whose selector matches --labels (default\n"
@@ -36,7 +39,9 @@ static void usage(FILE *fp)
             "sidecar: an outbound HTTP listener (default 127.0.0.1:15001, usable as the app's http_proxy)\n"
             "         that routes by Host and port with the mesh's VirtualServices and DestinationRules.\n"
             "The config folder is watched: valid changes apply without dropping connections; invalid ones\n"
-            "are refused and the last good config keeps serving. Admin API on --admin (127.0.0.1:15000).\n");
+            "are refused and the last good config keeps serving. Admin API on --admin (127.0.0.1:15000).\n"
+            "ServiceEntry endpoints that are DNS names are resolved with /etc/hosts and the servers of\n"
+            "--dns-server (else $KEEL_DNS_SERVER, else /etc/resolv.conf), and refreshed (dnsRefreshRate).\n");
 }
 
 /* A whole number in [0, max] for FLAG; false (after saying why on stderr) otherwise. */
@@ -93,6 +98,7 @@ int keel_cmd_proxy(int argc, char **argv)
         {"inbound", required_argument, NULL, 'i'},       {"timeout", required_argument, NULL, 't'},
         {"drain", required_argument, NULL, 'd'},         {"no-watch", no_argument, NULL, 'W'},
         {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
+        {"dns-server", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     struct keel_arena *a = keel_arena_new(4096);
@@ -101,7 +107,7 @@ int keel_cmd_proxy(int argc, char **argv)
     const char *labels = NULL;
     int c;
     optind = 2;
-    while ((c = getopt_long(argc, argv, "c:l:n:a:j:w:s:o:i:t:d:WL:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:n:a:j:w:s:o:i:t:d:WL:hD:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             o.config_dir = optarg;
@@ -144,6 +150,9 @@ int keel_cmd_proxy(int argc, char **argv)
             break;
         case 'W':
             o.watch = false;
+            break;
+        case 'D':
+            o.dns_server = optarg;
             break;
         case 'L': {
             enum keel_log_level lv;
@@ -188,6 +197,10 @@ int keel_cmd_proxy(int argc, char **argv)
         fprintf(stderr, "keel proxy: --config DIR is required\n");
         keel_arena_free(a);
         return KEEL_EXIT_USAGE;
+    }
+    if (!o.dns_server) {
+        const char *env = getenv("KEEL_DNS_SERVER");
+        o.dns_server = env && *env ? env : NULL;
     }
     if (!labels && o.mode == KEEL_PROXY_MODE_ROUTER)
         labels = "istio=ingressgateway";

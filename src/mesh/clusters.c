@@ -9,8 +9,10 @@
  * merged as istiod merges it: the first DR with a trafficPolicy gives the
  * policy, subsets are concatenated, first name wins. (3) Per service port,
  * the endpoint list (see clusters.h for the sources), the default cluster
- * and one cluster per subset. (4) PassthroughCluster and BlackHoleCluster.
- * (5) Clusters sorted by name for O(log n) lookup and stable dumps.
+ * and one cluster per subset; endpoints that are DNS names take the
+ * caller's answers (clusters.h, "DNS names"). (4) PassthroughCluster and
+ * BlackHoleCluster. (5) Clusters sorted by name for O(log n) lookup and
+ * stable dumps.
  *
  * Everything is allocated in the snapshot arena; build-time bookkeeping that
  * points into the store (struct svcb) is on the heap of the build only and
@@ -45,6 +47,8 @@ struct keel_cluster_set {
     struct keel_host_index *by_host;            /* exact hosts -> struct keel_service * */
     const struct keel_cluster *const *clusters; /* sorted by name */
     size_t n_clusters;
+    const char *const *dns_names; /* sorted, unique */
+    size_t n_dns_names;
 };
 
 /* build-time view of one service (not part of the snapshot) */
@@ -330,6 +334,17 @@ static const struct keel_kv_str *copy_labels(struct keel_snapshot_build *b, cons
     return c;
 }
 
+/* "10.0.0.1:8080", "[::1]:8080"; the address itself for port 0 (unix sockets) */
+static const char *hostport(struct keel_snapshot_build *b, const char *addr, uint32_t port)
+{
+    if (port == 0)
+        return addr;
+    size_t n = strlen(addr) + 16;
+    char *hp = keel_arena_xalloc(b->arena, n);
+    snprintf(hp, n, strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr, (unsigned)port);
+    return hp;
+}
+
 static void add_ep(struct keel_snapshot_build *b, struct keel_arena_vec *eps, const char *addr, uint32_t port,
                    int64_t weight, const struct keel_kv_str *labels, size_t n_labels, const char *source)
 {
@@ -343,14 +358,7 @@ static void add_ep(struct keel_snapshot_build *b, struct keel_arena_vec *eps, co
     }
     e->address = dup(b, addr);
     e->port = port;
-    if (port == 0) {
-        e->hostport = e->address;
-    } else {
-        size_t n = strlen(addr) + 16;
-        char *hp = keel_arena_xalloc(b->arena, n);
-        snprintf(hp, n, strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr, (unsigned)port);
-        e->hostport = hp;
-    }
+    e->hostport = hostport(b, e->address, port);
     e->weight = weight > 0 && weight <= UINT32_MAX ? (uint32_t)weight : 1;
     e->labels = copy_labels(b, labels, n_labels);
     e->n_labels = n_labels;
@@ -582,6 +590,81 @@ static void service_eps(struct keel_snapshot_build *b, const struct svcb *sb, co
         (s->resolution == KEEL_RESOLUTION_DNS || s->resolution == KEEL_RESOLUTION_DNS_RR) &&
         !keel_host_is_wildcard(sb->se_host))
         add_ep(b, eps, s->host, sp->target_port ? sp->target_port : sp->number, 1, NULL, 0, src);
+}
+
+/* ---- DNS names ------------------------------------------------------------------- */
+
+static int cmp_answer(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct keel_dns_answer *)elem)->name);
+}
+
+const struct keel_dns_answer *keel_clusters_dns_answer(const struct keel_dns_answers *answers, const char *name)
+{
+    if (!answers || !answers->n || !name)
+        return NULL;
+    return bsearch(name, answers->v, answers->n, sizeof(answers->v[0]), cmp_answer);
+}
+
+/* build-time set of the DNS names seen (names: map for dedup, list: the arena copies) */
+struct dnsnames {
+    struct keel_map seen;
+    struct keel_arena_vec list;
+};
+
+static void note_name(struct keel_snapshot_build *b, struct dnsnames *dn, const char *name)
+{
+    size_t len = strlen(name);
+    if (keel_map_get(&dn->seen, name, len))
+        return;
+    const char *copy = dup(b, name);
+    if (keel_map_put(&dn->seen, copy, len, (void *)1, NULL) != 0)
+        abort();
+    *(const char **)keel_arena_vec_push(b->arena, &dn->list, sizeof(char *)) = copy;
+}
+
+/* Replaces the KEEL_EP_DNS endpoints of eps by their answers: every address (STRICT_DNS), or the first one
+ * (LOGICAL_DNS: Envoy connects to the first address of the latest answer). A name without addresses goes to
+ * unres instead. */
+static void resolve_eps(struct keel_snapshot_build *b, const struct keel_service *s, struct dnsnames *dn,
+                        struct keel_arena_vec *eps, struct keel_arena_vec *unres)
+{
+    const struct keel_endpoint *in = eps->v;
+    bool any = false;
+    for (size_t i = 0; i < eps->n && !any; i++)
+        any = (in[i].flags & KEEL_EP_DNS) != 0;
+    if (!any)
+        return;
+    struct keel_arena_vec out = {0};
+    for (size_t i = 0; i < eps->n; i++) {
+        const struct keel_endpoint *e = &in[i];
+        if (!(e->flags & KEEL_EP_DNS)) {
+            *(struct keel_endpoint *)keel_arena_vec_push(b->arena, &out, sizeof(*e)) = *e;
+            continue;
+        }
+        note_name(b, dn, e->address);
+        const struct keel_dns_answer *a = keel_clusters_dns_answer(b->dns, e->address);
+        const char *err = a ? dup(b, a->error) : NULL;
+        size_t na = a ? a->n_addrs : 0;
+        if (na > 1 && s->resolution == KEEL_RESOLUTION_DNS_RR)
+            na = 1;
+        if (na == 0) {
+            struct keel_endpoint *u = keel_arena_vec_push(b->arena, unres, sizeof(*u));
+            *u = *e;
+            u->resolve_error = err;
+            continue;
+        }
+        for (size_t k = 0; k < na; k++) {
+            struct keel_endpoint *r = keel_arena_vec_push(b->arena, &out, sizeof(*r));
+            *r = *e;
+            r->flags &= ~(uint32_t)KEEL_EP_DNS;
+            r->hostname = e->address;
+            r->address = dup(b, a->addrs[k]);
+            r->hostport = hostport(b, r->address, r->port);
+            r->resolve_error = err;
+        }
+    }
+    *eps = out;
 }
 
 /* ---- traffic policy (istio util.go MergeSubsetTrafficPolicy) ----------------------- */
@@ -914,31 +997,42 @@ static void finish_policy(struct keel_snapshot_build *b, struct keel_cluster *c,
     c->destination_rule = d->label;
 }
 
-static void build_service_clusters(struct keel_snapshot_build *b, const struct svcb *sb, struct keel_arena_vec *out)
+/* Endpoints of eps (n of them) whose labels include the subset's. */
+static const struct keel_endpoint *subset_eps(struct keel_snapshot_build *b, const struct keel_subset *ss,
+                                              const struct keel_arena_vec *eps, size_t *n)
+{
+    struct keel_endpoint *sel = keel_arena_xalloc(b->arena, (eps->n + 1) * sizeof(*sel));
+    *n = 0;
+    for (size_t e = 0; e < eps->n; e++) {
+        const struct keel_endpoint *ep = &((const struct keel_endpoint *)eps->v)[e];
+        if (keel_labels_match(ss->labels, ss->n_labels, ep->labels, ep->n_labels))
+            sel[(*n)++] = *ep;
+    }
+    return sel;
+}
+
+static void build_service_clusters(struct keel_snapshot_build *b, const struct svcb *sb, struct dnsnames *dn,
+                                   struct keel_arena_vec *out)
 {
     struct drv d;
     dr_for(b, sb, &d);
     const struct keel_service *s = sb->pub;
     for (size_t i = 0; i < s->n_ports; i++) {
         const struct keel_svc_port *sp = &s->ports[i];
-        struct keel_arena_vec eps = {0};
+        struct keel_arena_vec eps = {0}, unres = {0};
         service_eps(b, sb, sp, &eps);
+        resolve_eps(b, s, dn, &eps, &unres);
         struct keel_cluster *c = new_cluster(b, out, sb, sp, NULL);
         c->endpoints = eps.v;
         c->n_endpoints = eps.n;
+        c->unresolved = unres.v;
+        c->n_unresolved = unres.n;
         finish_policy(b, c, &d, NULL, NULL);
         for (size_t k = 0; k < d.n_subsets; k++) {
             const struct keel_subset *ss = d.subsets[k];
             struct keel_cluster *sc = new_cluster(b, out, sb, sp, ss->name);
-            struct keel_endpoint *sel = keel_arena_xalloc(b->arena, (eps.n + 1) * sizeof(*sel));
-            size_t n = 0;
-            for (size_t e = 0; e < eps.n; e++) {
-                const struct keel_endpoint *ep = &((const struct keel_endpoint *)eps.v)[e];
-                if (keel_labels_match(ss->labels, ss->n_labels, ep->labels, ep->n_labels))
-                    sel[n++] = *ep;
-            }
-            sc->endpoints = sel;
-            sc->n_endpoints = n;
+            sc->endpoints = subset_eps(b, ss, &eps, &sc->n_endpoints);
+            sc->unresolved = subset_eps(b, ss, &unres, &sc->n_unresolved);
             finish_policy(b, sc, &d, ss->traffic_policy, d.subset_res[k]);
         }
     }
@@ -954,6 +1048,11 @@ static void special_cluster(struct keel_snapshot_build *b, struct keel_arena_vec
     c->type = type;
     c->lb.policy = type == KEEL_CLUSTER_ORIGINAL_DST ? KEEL_LB_PASSTHROUGH : KEEL_LB_LEAST_REQUEST;
     apply_pool(b, c, NULL);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static int cmp_cluster(const void *a, const void *b)
@@ -994,8 +1093,15 @@ struct keel_cluster_set *keel_clusters_build(struct keel_snapshot_build *b)
     free(ents);
 
     struct keel_arena_vec out = {0};
+    struct dnsnames dn = {0};
+    keel_map_init(&dn.seen);
     for (size_t i = 0; i < n; i++)
-        build_service_clusters(b, &svcs[i], &out);
+        build_service_clusters(b, &svcs[i], &dn, &out);
+    keel_map_free(&dn.seen);
+    if (dn.list.n)
+        qsort(dn.list.v, dn.list.n, sizeof(char *), cmp_str);
+    cs->dns_names = dn.list.v;
+    cs->n_dns_names = dn.list.n;
     special_cluster(b, &out, "PassthroughCluster", KEEL_CLUSTER_ORIGINAL_DST);
     special_cluster(b, &out, "BlackHoleCluster", KEEL_CLUSTER_BLACKHOLE);
     qsort(out.v, out.n, sizeof(struct keel_cluster *), cmp_cluster);
@@ -1047,6 +1153,12 @@ const struct keel_service *const *keel_clusters_services(const struct keel_clust
     return cs ? cs->services : NULL;
 }
 
+const char *const *keel_clusters_dns_names(const struct keel_cluster_set *cs, size_t *n)
+{
+    *n = cs ? cs->n_dns_names : 0;
+    return cs ? cs->dns_names : NULL;
+}
+
 const struct keel_svc_port *keel_clusters_service_port(const struct keel_service *svc, uint32_t number)
 {
     for (size_t i = 0; svc && i < svc->n_ports; i++)
@@ -1071,6 +1183,10 @@ static void dump_endpoint(struct keel_snapshot_json *j, const struct keel_endpoi
     keel_snapshot_json_int(j, "weight", e->weight);
     if (e->flags & KEEL_EP_DNS)
         keel_snapshot_json_bool(j, "resolve", true);
+    if (e->hostname)
+        keel_snapshot_json_str(j, "hostname", e->hostname);
+    if (e->resolve_error)
+        keel_snapshot_json_str(j, "resolveError", e->resolve_error);
     if (e->flags & KEEL_EP_UDS)
         keel_snapshot_json_bool(j, "unix", true);
     if (e->n_labels)
@@ -1152,6 +1268,13 @@ static void dump_cluster(struct keel_snapshot_json *j, const struct keel_cluster
     for (size_t i = 0; i < c->n_endpoints; i++)
         dump_endpoint(j, &c->endpoints[i]);
     keel_snapshot_json_close(j, ']');
+    if (c->n_unresolved) {
+        /* DNS names without an address (not answered yet, or NXDOMAIN): no traffic goes to them */
+        keel_snapshot_json_open(j, "unresolved", '[');
+        for (size_t i = 0; i < c->n_unresolved; i++)
+            dump_endpoint(j, &c->unresolved[i]);
+        keel_snapshot_json_close(j, ']');
+    }
     keel_snapshot_json_close(j, '}');
 }
 

@@ -8,8 +8,8 @@
  * <fqdn>` (reference §4.13), with its endpoints and its traffic policy
  * resolved the way istiod resolves it (§4.6):
  *
- *   - endpoints: ServiceEntry `endpoints` (IPs; DNS names are kept as names,
- *     flagged KEEL_EP_DNS, for the resolver to handle later), ServiceEntry
+ *   - endpoints: ServiceEntry `endpoints` (IPs, or DNS names: see "DNS
+ *     names" below), ServiceEntry
  *     `workloadSelector` -> WorkloadEntries and Pods of its namespace, and
  *     Kubernetes Service selector -> EndpointSlices, else Endpoints, else
  *     Pods, plus WorkloadEntries; the port comes from the workload's `ports`
@@ -22,6 +22,18 @@
  *     MergeSubsetTrafficPolicy). Defaults: LEAST_REQUEST, circuit breakers
  *     2^32-1, connect timeout = MeshConfig connectTimeout (10s), no outlier
  *     detection, TLS "unset" (the proxy applies auto-mTLS).
+ *
+ * DNS names (STRICT_DNS / LOGICAL_DNS clusters: ServiceEntry `resolution:
+ * DNS` or `DNS_ROUND_ROBIN` endpoints that are names, or its hosts when it
+ * has no endpoints; Kubernetes ExternalName). The compile does no I/O: the
+ * caller passes what its resolver last answered (struct keel_dns_answers,
+ * read-only). A name with addresses becomes one endpoint per address for
+ * STRICT_DNS and one endpoint with the first address for LOGICAL_DNS, each
+ * keeping the port, labels, weight and locality of the endpoint it came from
+ * and naming it in `hostname`. A name without addresses (not resolved yet,
+ * or NXDOMAIN) gives no endpoint; it is listed in the cluster's `unresolved`
+ * (for the admin dumps), so requests get 503 UH. keel_clusters_dns_names()
+ * lists every name the snapshot needs, answered or not, for the resolver.
  *
  * Everything here lives in the snapshot arena and is immutable once built:
  * worker threads read it without locks. Strings are copies, never pointers
@@ -102,7 +114,7 @@ struct keel_service {
 /* ---- clusters -------------------------------------------------------------------- */
 
 enum {
-    KEEL_EP_DNS = 1u << 0, /* address is a host name to resolve */
+    KEEL_EP_DNS = 1u << 0, /* address is a host name to resolve (only in keel_cluster.unresolved once compiled) */
     KEEL_EP_UDS = 1u << 1, /* address is a unix socket path (unix://...) */
 };
 
@@ -119,6 +131,8 @@ struct keel_endpoint {
     const char *network;         /* or NULL */
     const char *service_account; /* or NULL */
     const char *source;          /* "WorkloadEntry ns/name", "Pod ns/name", "ServiceEntry ns/name", ... */
+    const char *hostname;        /* DNS name the address was resolved from (STRICT/LOGICAL_DNS), else NULL */
+    const char *resolve_error;   /* the resolver's last error for that name, or NULL */
 };
 
 enum keel_cluster_type {
@@ -223,12 +237,34 @@ struct keel_cluster {
     enum keel_cluster_type type;
     const struct keel_endpoint *endpoints;
     size_t n_endpoints;
+    const struct keel_endpoint *unresolved; /* KEEL_EP_DNS endpoints whose name has no address: not used for
+                                               traffic, shown by the admin dumps */
+    size_t n_unresolved;
     struct keel_cluster_lb lb;
     struct keel_cluster_limits limits;
     struct keel_cluster_outlier outlier;
     struct keel_cluster_tls tls;
     const char *destination_rule; /* "ns/name" of the DR that set the policy, or NULL */
 };
+
+/* ---- DNS answers: an input of the compile ------------------------------------------ */
+
+/* What the resolver last knew about one name. */
+struct keel_dns_answer {
+    const char *name;         /* exactly as the endpoint (or host) spells it */
+    const char *const *addrs; /* numeric IPv4/IPv6 addresses in the resolver's order; may be empty */
+    size_t n_addrs;
+    const char *error; /* the last resolution error, or NULL */
+};
+
+/* Answers sorted by name (strcmp), read-only during the compile. */
+struct keel_dns_answers {
+    const struct keel_dns_answer *v;
+    size_t n;
+};
+
+/* The answer for name, or NULL. O(log n). answers may be NULL. */
+const struct keel_dns_answer *keel_clusters_dns_answer(const struct keel_dns_answers *answers, const char *name);
 
 /* The registry and the clusters of one snapshot (opaque). */
 struct keel_cluster_set;
@@ -245,6 +281,10 @@ const struct keel_service *keel_clusters_service(const struct keel_cluster_set *
 /* Visible services, in registry order (Kubernetes Services, then ServiceEntry
  * hosts, oldest first; the proxy's own namespace wins a duplicated host). */
 const struct keel_service *const *keel_clusters_services(const struct keel_cluster_set *cs, size_t *n);
+
+/* Every DNS name the clusters need resolved (answered or not), sorted, without duplicates; *n receives the
+ * count. */
+const char *const *keel_clusters_dns_names(const struct keel_cluster_set *cs, size_t *n);
 
 /* Port `number` of svc, or NULL. */
 const struct keel_svc_port *keel_clusters_service_port(const struct keel_service *svc, uint32_t number);

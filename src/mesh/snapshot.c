@@ -399,7 +399,8 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
 /* ---- build ----------------------------------------------------------------------------- */
 
 struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const struct keel_proxy_identity *id,
-                                          const struct keel_mesh_defaults *mesh, struct keel_diags *diags)
+                                          const struct keel_mesh_defaults *mesh, const struct keel_dns_answers *dns,
+                                          struct keel_diags *diags)
 {
     struct keel_arena *arena = keel_arena_new(64 * 1024);
     if (!arena) {
@@ -412,7 +413,7 @@ struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const 
     s->version = keel_store_generation(store);
     struct keel_map seen;
     keel_map_init(&seen);
-    struct keel_snapshot_build b = {.snap = s, .arena = arena, .store = store, .out = diags, .seen = &seen};
+    struct keel_snapshot_build b = {.snap = s, .arena = arena, .store = store, .dns = dns, .out = diags, .seen = &seen};
     copy_identity(&b, id, &s->id);
     b.id = &s->id;
     b.ns = s->id.ns;
@@ -520,6 +521,11 @@ const struct keel_cluster *const *keel_snapshot_clusters(const struct keel_snaps
 const struct keel_cluster_set *keel_snapshot_cluster_set(const struct keel_snapshot *s)
 {
     return s->cs;
+}
+
+const char *const *keel_snapshot_dns_names(const struct keel_snapshot *s, size_t *n)
+{
+    return keel_clusters_dns_names(s->cs, n);
 }
 
 const struct keel_diag *keel_snapshot_diags(const struct keel_snapshot *s, size_t *n)

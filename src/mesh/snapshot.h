@@ -115,13 +115,17 @@ struct keel_listener {
 struct keel_snapshot;
 
 /* Compiles the snapshot for id. mesh NULL = the store's mesh defaults (root
- * namespace, domain). diags (may be NULL) receives the warnings too. Other
+ * namespace, domain). dns (may be NULL: nothing resolved yet) gives the
+ * addresses of the DNS names endpoints use (mesh/clusters.h, "DNS names");
+ * the caller resolves keel_snapshot_dns_names() and compiles again when the
+ * answers change. diags (may be NULL) receives the warnings too. Other
  * MeshConfig values (connectTimeout, defaultHttpRetryPolicy,
  * outboundTrafficPolicy) come from the store's mesh ConfigMap (`istio` in the
  * root namespace) when there is one. Returns a snapshot holding one
  * reference. Never returns NULL (OOM aborts: config phase). */
 struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const struct keel_proxy_identity *id,
-                                          const struct keel_mesh_defaults *mesh, struct keel_diags *diags);
+                                          const struct keel_mesh_defaults *mesh, const struct keel_dns_answers *dns,
+                                          struct keel_diags *diags);
 
 /* Takes a reference; returns s. */
 struct keel_snapshot *keel_snapshot_ref(struct keel_snapshot *s);
@@ -146,6 +150,8 @@ const struct keel_tcp_table *keel_snapshot_tcp_table(const struct keel_snapshot 
 const struct keel_cluster *keel_snapshot_cluster(const struct keel_snapshot *s, const char *name);
 const struct keel_cluster *const *keel_snapshot_clusters(const struct keel_snapshot *s, size_t *n);
 const struct keel_cluster_set *keel_snapshot_cluster_set(const struct keel_snapshot *s);
+/* The DNS names the snapshot's clusters need (keel_clusters_dns_names). */
+const char *const *keel_snapshot_dns_names(const struct keel_snapshot *s, size_t *n);
 
 /* Warnings recorded while compiling (copies; valid while s lives). */
 const struct keel_diag *keel_snapshot_diags(const struct keel_snapshot *s, size_t *n);
@@ -169,6 +175,7 @@ struct keel_snapshot_build {
     const struct keel_mesh_config *mesh; /* the store's MeshConfig, or NULL */
     int64_t connect_timeout;             /* ns */
     bool registry_only;                  /* outboundTrafficPolicy REGISTRY_ONLY */
+    const struct keel_dns_answers *dns;  /* caller's, may be NULL */
     struct keel_diags *out;              /* caller's, may be NULL */
     struct keel_map *seen;               /* diagnostics already reported */
     void *vhosts;                        /* vhosts.c per-build state */

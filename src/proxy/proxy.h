@@ -37,6 +37,8 @@ struct keel_proxy_options {
     unsigned drain_seconds;      /* SIGTERM drain time; 0 = exit once listeners close (the CLI's default is 5,
                                     Istio's terminationDrainDuration) */
     bool watch;                  /* reload when the config folder changes (default true) */
+    const char *dns_server;      /* "IP:PORT[,IP:PORT...]" for DNS endpoints, or NULL: /etc/resolv.conf
+                                    (/etc/hosts is read either way) */
 };
 
 /* Runs the proxy until SIGTERM/SIGINT (or /quitquitquit). Returns the process exit status. */

@@ -11,7 +11,16 @@
  *
  * Requests in flight keep the snapshot they started with (they hold a
  * reference); the old snapshot is freed when its last request ends. Nothing
- * on the request path takes a lock.
+ * on the request path takes a lock. Each broadcast carries its own
+ * references (struct publication), so a worker never reads rt->snap while
+ * the main thread may be replacing it.
+ *
+ * DNS names (ServiceEntry resolution DNS / DNS_ROUND_ROBIN): the snapshot is
+ * compiled with the addresses the DNS table (dnscache.c) knows now and
+ * published at once, never waiting for DNS; the table is then told which
+ * names the snapshot needs. When an answer changes a name's addresses, the
+ * same store is compiled again with the new answers and published the same
+ * way. /ready waits for the first answers (as Envoy's clusters warm up).
  *
  * Shutdown: SIGTERM/SIGINT (or POST /quitquitquit) closes every listener,
  * lets in-flight requests finish for up to the drain time, then stops the
@@ -24,8 +33,10 @@
 #include "base/log.h"
 #include "config/load.h"
 #include "config/store.h"
+#include "net/dns.h"
 #include "net/worker.h"
 #include "proxy/admin.h"
+#include "proxy/dnscache.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -72,6 +83,11 @@ struct keel_runtime {
     struct keel_admin *admin;
     bool draining;
     int exit_code;
+    /* DNS: the resolver, the names table, and the recompile it triggers */
+    struct keel_dns *dns;
+    struct keel_dnscache *dnscache;
+    struct keel_timer dns_rebuild;
+    uint64_t dns_updates; /* snapshots recompiled for new DNS answers */
 };
 
 const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt)
@@ -203,23 +219,107 @@ static struct keel_secretset *secrets_from_store(const struct keel_store *store,
 
 /* ---- publishing to workers ------------------------------------------------------------------------------------ */
 
+/* One config generation on its way to the workers. It holds its own references, so the main thread may publish
+ * again (a reload, new DNS answers) before every worker has taken this one; the last worker frees it. */
+struct publication {
+    atomic_uint pending; /* workers that have not taken it yet */
+    struct keel_snapshot *snap;
+    struct keel_logcfg *log;
+    struct keel_secretset *secrets;
+};
+
+static void publication_free(struct publication *p)
+{
+    keel_snapshot_unref(p->snap);
+    keel_logcfg_unref(p->log);
+    keel_secretset_unref(p->secrets);
+    free(p);
+}
+
 static void worker_take_config(struct keel_worker *w, void *data)
 {
-    struct keel_runtime *rt = data;
+    struct publication *p = data;
     struct keel_pworker *pw = keel_worker_data(w);
-    /* rt->snap / rt->log are only replaced by the main thread after every worker
-     * has run this broadcast (keel_workers_broadcast orders them), so reading them
-     * here is safe */
     struct keel_snapshot *old = pw->snap;
-    pw->snap = keel_snapshot_ref(rt->snap);
+    pw->snap = keel_snapshot_ref(p->snap);
     keel_snapshot_unref(old);
     struct keel_logcfg *oldlog = pw->log;
-    pw->log = logcfg_ref(rt->log);
+    pw->log = logcfg_ref(p->log);
     keel_logcfg_unref(oldlog);
     struct keel_secretset *oldsec = pw->secrets;
-    pw->secrets = secretset_ref(rt->secrets);
+    pw->secrets = secretset_ref(p->secrets);
     keel_secretset_unref(oldsec);
     keel_listeners_reconcile(pw);
+    if (atomic_fetch_sub(&p->pending, 1) == 1)
+        publication_free(p);
+}
+
+/* Sends rt's current snapshot, access-log sink and secrets to every worker (none yet at boot: worker_init takes
+ * them). */
+static void publish(struct keel_runtime *rt)
+{
+    if (!rt->ws)
+        return;
+    struct publication *p = calloc(1, sizeof(*p));
+    if (!p) {
+        keel_log(KEEL_LOG_ERROR, "out of memory publishing config version %llu to the workers",
+                 (unsigned long long)keel_snapshot_version(rt->snap));
+        return;
+    }
+    atomic_init(&p->pending, keel_workers_count(rt->ws));
+    p->snap = keel_snapshot_ref(rt->snap);
+    p->log = logcfg_ref(rt->log);
+    p->secrets = secretset_ref(rt->secrets);
+    if (keel_workers_broadcast(rt->ws, worker_take_config, p) != 0) {
+        keel_log(KEEL_LOG_ERROR, "out of memory publishing config version %llu to the workers",
+                 (unsigned long long)keel_snapshot_version(rt->snap));
+        publication_free(p);
+    }
+}
+
+/* ---- DNS ---------------------------------------------------------------------------------------------------------- */
+
+/* MeshConfig dnsRefreshRate in ms, or 0 (the table's default). */
+static uint64_t dns_refresh_ms(const struct keel_store *store)
+{
+    const struct keel_resource *r =
+        keel_store_get(store, KEEL_KIND_CONFIG_MAP, keel_store_mesh_defaults(store)->root_ns, "istio");
+    const struct keel_mesh_config *m = r ? r->mesh : NULL;
+    return m && m->dns_refresh_rate > 0 ? (uint64_t)m->dns_refresh_rate / 1000000u : 0;
+}
+
+/* Tells the DNS table which names rt->snap needs. */
+static void dns_sync(struct keel_runtime *rt)
+{
+    size_t n;
+    const char *const *names = keel_snapshot_dns_names(rt->snap, &n);
+    keel_dnscache_sync(rt->dnscache, names, n, dns_refresh_ms(rt->store));
+}
+
+/* New answers: compile the config being served again with them (answers arriving together give one compile). */
+static void on_dns_rebuild(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)loop;
+    struct keel_runtime *rt = t->data;
+    if (!rt->store || !rt->snap || rt->draining)
+        return;
+    struct keel_snapshot *snap =
+        keel_snapshot_build(rt->store, &rt->id, NULL, keel_dnscache_answers(rt->dnscache), NULL);
+    struct keel_snapshot *old = rt->snap;
+    rt->snap = snap;
+    publish(rt);
+    keel_snapshot_unref(old);
+    rt->dns_updates++;
+    keel_log(KEEL_LOG_DEBUG, "config version %llu recompiled with new DNS answers",
+             (unsigned long long)keel_snapshot_version(snap));
+    dns_sync(rt);
+}
+
+static void on_dns_changed(void *data)
+{
+    struct keel_runtime *rt = data;
+    if (!keel_timer_is_active(&rt->dns_rebuild))
+        keel_timer_start(rt->loop, &rt->dns_rebuild, 0, on_dns_rebuild, rt);
 }
 
 /* ---- identity ---------------------------------------------------------------------------------------------------- */
@@ -327,7 +427,8 @@ static int load_config(struct keel_runtime *rt, bool first)
     }
     struct keel_diags warn;
     keel_diags_init(&warn);
-    struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, &warn);
+    /* DNS endpoints get the addresses known now; new names are resolved after publishing, never before */
+    struct keel_snapshot *snap = keel_snapshot_build(store, &rt->id, NULL, keel_dnscache_answers(rt->dnscache), &warn);
     keel_arena_free(rt->id_arena); /* the snapshot has its own copy of the identity */
     rt->id_arena = id_arena;
     for (size_t i = 0; i < keel_diags_count(&warn); i++) {
@@ -338,7 +439,7 @@ static int load_config(struct keel_runtime *rt, bool first)
     keel_diags_free(&warn);
     struct keel_logcfg *log = logcfg_from_store(store, keel_store_mesh_defaults(store)->root_ns);
     struct keel_secretset *secrets = secrets_from_store(store, rt->id.ns ? rt->id.ns : rt->opt.ns);
-    /* swap: workers take their references in the broadcast */
+    /* swap: the broadcast carries its own references */
     struct keel_snapshot *old_snap = rt->snap;
     struct keel_logcfg *old_log = rt->log;
     struct keel_secretset *old_secrets = rt->secrets;
@@ -352,8 +453,7 @@ static int load_config(struct keel_runtime *rt, bool first)
     free(rt->last_error);
     rt->last_error = NULL;
     rt->reloads++;
-    if (rt->ws)
-        keel_workers_broadcast(rt->ws, worker_take_config, rt);
+    publish(rt);
     keel_snapshot_unref(old_snap);
     keel_logcfg_unref(old_log);
     keel_secretset_unref(old_secrets);
@@ -364,6 +464,7 @@ static int load_config(struct keel_runtime *rt, bool first)
     }
     keel_log(KEEL_LOG_INFO, "config version %llu applied (%zu resources)",
              (unsigned long long)keel_snapshot_version(snap), keel_loadset_count(ls));
+    dns_sync(rt);
     return 0;
 }
 
@@ -419,7 +520,7 @@ static void on_inotify(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
 static bool adm_ready(void *ctx)
 {
     struct keel_runtime *rt = ctx;
-    return rt->snap && !rt->draining;
+    return rt->snap && !rt->draining && keel_dnscache_warm(rt->dnscache);
 }
 
 static int adm_stats(void *ctx, struct keel_buf *out)
@@ -445,8 +546,13 @@ static int adm_config_dump(void *ctx, struct keel_buf *out)
         keel_buf_json_str(out, rt->last_error);
     else
         keel_buf_puts(out, "null");
-    keel_buf_printf(out, ", \"reloads\": %llu, \"reload_failures\": %llu, \"snapshot\": ",
-                    (unsigned long long)rt->reloads, (unsigned long long)rt->reload_failures);
+    keel_buf_printf(out, ", \"reloads\": %llu, \"reload_failures\": %llu, \"dns_updates\": %llu, \"dns\": ",
+                    (unsigned long long)rt->reloads, (unsigned long long)rt->reload_failures,
+                    (unsigned long long)rt->dns_updates);
+    int drc = keel_dnscache_dump_json(rt->dnscache, out);
+    if (drc)
+        return drc;
+    keel_buf_puts(out, ", \"snapshot\": ");
     if (rt->snap) {
         int rc = keel_snapshot_dump_json(rt->snap, out);
         if (rc)
@@ -470,6 +576,13 @@ static int adm_clusters(void *ctx, struct keel_buf *out)
             const struct keel_endpoint *e = &c->endpoints[j];
             keel_buf_printf(out, "%s::%s:%u::health_flags::healthy\n%s::%s:%u::weight::%u\n", c->name, e->address,
                             e->port, c->name, e->address, e->port, e->weight);
+            if (e->hostname) /* as Envoy prints a DNS host */
+                keel_buf_printf(out, "%s::%s:%u::hostname::%s\n", c->name, e->address, e->port, e->hostname);
+        }
+        for (size_t j = 0; j < c->n_unresolved; j++) {
+            const struct keel_endpoint *e = &c->unresolved[j];
+            keel_buf_printf(out, "%s::%s:%u::dns_error::%s\n", c->name, e->address, e->port,
+                            e->resolve_error ? e->resolve_error : "not resolved yet");
         }
         if (c->n_endpoints == 0)
             keel_buf_printf(out, "%s::no_endpoints\n", c->name);
@@ -608,6 +721,23 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     rt->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    /* the resolver lives on this (main) thread's loop; workers never resolve */
+    struct keel_dns_options dopt = {.servers = rt->opt.dns_server};
+    int drc = keel_dns_new(rt->loop, &dopt, &rt->dns);
+    if (drc != 0) {
+        if (drc == KEEL_EINVAL)
+            keel_log(KEEL_LOG_ERROR, "--dns-server %s: expected IP[:PORT][,IP[:PORT]...]", rt->opt.dns_server);
+        else
+            keel_log(KEEL_LOG_ERROR, "cannot start the DNS resolver: %s", keel_strerror(drc));
+        return drc == KEEL_EINVAL ? 2 : 1;
+    }
+    rt->dnscache = keel_dnscache_new(rt->loop, rt->dns, on_dns_changed, rt);
+    if (!rt->dnscache) {
+        keel_log(KEEL_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    keel_timer_init(&rt->dns_rebuild);
+    rt->dns_rebuild.data = rt;
     /* a workload named on the command line must exist in the config */
     if (load_config(rt, true) == KEEL_ENOTFOUND)
         return 1;
@@ -685,6 +815,7 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     keel_timer_stop(&rt->debounce);
     keel_timer_stop(&rt->drain);
     keel_timer_stop(&rt->drain_poll);
+    keel_timer_stop(&rt->dns_rebuild);
     keel_admin_stop(rt->admin);
     keel_workers_stop_join(rt->ws);
     keel_log(KEEL_LOG_INFO, "stopped");
@@ -707,6 +838,8 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
         keel_io_stop(&rt->sig_io);
         close(rt->sigfd);
     }
+    keel_dnscache_free(rt->dnscache);
+    keel_dns_free(rt->dns);
     keel_loop_free(rt->loop);
     keel_arena_free(rt->id_arena);
     free(rt->last_error);

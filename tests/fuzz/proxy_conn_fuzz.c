@@ -270,7 +270,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static const struct keel_kv_str labels[] = {{"istio", "ingressgateway"}};
     static const struct keel_proxy_identity id = {
         .kind = KEEL_PROXY_ROUTER, .ns = "istio-system", .labels = labels, .n_labels = 1};
-    g_snap = keel_snapshot_build(g_store, &id, NULL, NULL);
+    g_snap = keel_snapshot_build(g_store, &id, NULL, NULL, NULL);
     CHECK(keel_snapshot_listener(g_snap, GW_PORT) != NULL);
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     CHECK(devnull >= 0);

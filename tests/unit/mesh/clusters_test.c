@@ -8,6 +8,7 @@
  */
 #include "mesh/snapshot.h"
 
+#include "base/buf.h"
 #include "config/load.h"
 #include "config/store.h"
 #include "http/message.h"
@@ -236,12 +237,16 @@ static void test_service_entry_resolutions(void **state)
              "  ports: [{number: 443, name: tls, protocol: TLS}]\n");
     const struct keel_cluster *c = cluster(&f, "outbound|443||api.example.com");
     assert_int_equal(c->type, KEEL_CLUSTER_STRICT_DNS);
-    assert_int_equal(c->n_endpoints, 2);
-    const struct keel_endpoint *e = endpoint(c, "eu.api.example.com");
-    assert_true(e->flags & KEEL_EP_DNS); /* kept as a name, resolved later */
-    assert_int_equal(e->port, 8443);     /* targetPort */
+    /* nothing resolved: the name is kept aside (no traffic), the IP endpoint serves */
+    assert_int_equal(c->n_endpoints, 1);
+    assert_int_equal(c->n_unresolved, 1);
+    const struct keel_endpoint *e = &c->unresolved[0];
+    assert_string_equal(e->address, "eu.api.example.com");
+    assert_true(e->flags & KEEL_EP_DNS);
+    assert_int_equal(e->port, 8443); /* targetPort */
     assert_int_equal(e->weight, 5);
     assert_string_equal(e->locality, "eu-west/a");
+    assert_null(e->resolve_error);
     e = endpoint(c, "192.0.2.10");
     assert_false(e->flags & KEEL_EP_DNS);
     assert_int_equal(e->port, 9443); /* ports map wins */
@@ -250,9 +255,15 @@ static void test_service_entry_resolutions(void **state)
 
     c = cluster(&f, "outbound|80||www.example.org");
     assert_int_equal(c->type, KEEL_CLUSTER_LOGICAL_DNS);
-    assert_int_equal(c->n_endpoints, 1); /* the host itself */
-    assert_true(endpoint(c, "www.example.org")->flags & KEEL_EP_DNS);
-    assert_int_equal(endpoint(c, "www.example.org")->port, 80);
+    assert_int_equal(c->n_endpoints, 0);
+    assert_int_equal(c->n_unresolved, 1); /* the host itself */
+    assert_string_equal(c->unresolved[0].address, "www.example.org");
+    assert_int_equal(c->unresolved[0].port, 80);
+    size_t n;
+    const char *const *names = keel_snapshot_dns_names(f.snap, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "eu.api.example.com");
+    assert_string_equal(names[1], "www.example.org");
 
     c = cluster(&f, "outbound|443||*.wild.example.com");
     assert_int_equal(c->type, KEEL_CLUSTER_ORIGINAL_DST); /* resolution NONE: passthrough */
@@ -372,6 +383,81 @@ static void test_endpoint_hostport(void **state)
     fx_free(&f);
 }
 
+static void test_dns_answers(void **state)
+{
+    (void)state;
+    static const char *const eu[] = {"192.0.2.1", "2001:db8::1", "192.0.2.2"};
+    static const char *const www[] = {"198.51.100.7", "198.51.100.8"};
+    struct keel_dns_answer v[] = {
+        {"eu.api.example.com", eu, 3, NULL},
+        {"gone.example.com", NULL, 0, "Domain name not found"},
+        {"us.api.example.com", NULL, 0, NULL},                               /* not needed by anyone: ignored */
+        {"www.example.org", www, 2, "Timeout while contacting DNS servers"}, /* last good kept, error shown */
+    };
+    struct keel_dns_answers answers = {v, 4};
+    struct keel_kv_str labels[] = {{"app", "client"}};
+    struct keel_proxy_identity id = {.kind = KEEL_PROXY_SIDECAR, .ns = "default", .labels = labels, .n_labels = 1};
+    struct fx f;
+    fx_load_dns(
+        &f,
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext, namespace: default}\n"
+        "spec:\n  hosts: [api.example.com]\n  resolution: DNS\n"
+        "  ports: [{number: 443, name: https, protocol: HTTPS, targetPort: 8443}]\n"
+        "  endpoints:\n"
+        "  - {address: eu.api.example.com, weight: 5, locality: eu-west/a, labels: {region: eu}}\n"
+        "  - {address: gone.example.com, labels: {region: eu}}\n"
+        "  - {address: 192.0.2.10, ports: {https: 9443}}\n"
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        "metadata: {name: ext, namespace: default}\n"
+        "spec:\n  host: api.example.com\n  subsets: [{name: eu, labels: {region: eu}}]\n"
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bare, namespace: default}\n"
+        "spec:\n  hosts: [www.example.org]\n  resolution: DNS_ROUND_ROBIN\n"
+        "  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+        &id, &answers);
+    /* STRICT_DNS: one endpoint per address, keeping port, weight, labels and locality */
+    const struct keel_cluster *c = cluster(&f, "outbound|443||api.example.com");
+    assert_int_equal(c->n_endpoints, 4);
+    const struct keel_endpoint *e = endpoint(c, "192.0.2.1");
+    assert_string_equal(e->hostport, "192.0.2.1:8443");
+    assert_string_equal(e->hostname, "eu.api.example.com");
+    assert_false(e->flags & KEEL_EP_DNS);
+    assert_int_equal(e->weight, 5);
+    assert_string_equal(e->locality, "eu-west/a");
+    assert_int_equal(e->n_labels, 1);
+    assert_string_equal(endpoint(c, "2001:db8::1")->hostport, "[2001:db8::1]:8443");
+    assert_string_equal(endpoint(c, "192.0.2.2")->hostname, "eu.api.example.com");
+    assert_null(endpoint(c, "192.0.2.10")->hostname);
+    /* NXDOMAIN: no endpoint, listed with its error */
+    assert_int_equal(c->n_unresolved, 1);
+    assert_string_equal(c->unresolved[0].address, "gone.example.com");
+    assert_string_equal(c->unresolved[0].resolve_error, "Domain name not found");
+    /* a subset takes the resolved endpoints with its labels */
+    c = cluster(&f, "outbound|443|eu|api.example.com");
+    assert_int_equal(c->n_endpoints, 3);
+    assert_int_equal(c->n_unresolved, 1);
+    /* LOGICAL_DNS: the first address only */
+    c = cluster(&f, "outbound|80||www.example.org");
+    assert_int_equal(c->n_endpoints, 1);
+    assert_string_equal(c->endpoints[0].hostport, "198.51.100.7:80");
+    assert_string_equal(c->endpoints[0].resolve_error, "Timeout while contacting DNS servers");
+    assert_int_equal(c->n_unresolved, 0);
+    /* the names needed, answered or not */
+    size_t n;
+    const char *const *names = keel_snapshot_dns_names(f.snap, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(names[0], "eu.api.example.com");
+    assert_string_equal(names[1], "gone.example.com");
+    assert_string_equal(names[2], "www.example.org");
+    /* the dump shows both */
+    struct keel_buf out;
+    keel_buf_init(&out, 1 << 20);
+    assert_int_equal(keel_snapshot_dump_json(f.snap, &out), 0);
+    assert_non_null(strstr(keel_buf_cstr(&out), "\"hostname\":\"eu.api.example.com\""));
+    assert_non_null(strstr(keel_buf_cstr(&out), "\"resolveError\":\"Domain name not found\""));
+    keel_buf_free(&out);
+    fx_free(&f);
+}
+
 static void test_registry_visibility(void **state)
 {
     (void)state;
@@ -411,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_workload_selector),
         cmocka_unit_test(test_kubernetes_endpoints),
         cmocka_unit_test(test_registry_visibility),
+        cmocka_unit_test(test_dns_answers),
         cmocka_unit_test(test_endpoint_hostport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

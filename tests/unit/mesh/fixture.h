@@ -3,7 +3,7 @@
  *
  * fx_load() loads the YAML (failing the test, with every diagnostic printed,
  * when a resource is invalid), builds the store and compiles a snapshot for
- * the given proxy identity; fx_free() releases all of it. Each test file
+ * the given proxy identity (fx_load_dns(): with DNS answers); fx_free() releases all of it. Each test file
  * wraps fx_load() in its own fx_build() that picks the identity. Header-only
  * (static inline) because it is included by test programs, never linked.
  */
@@ -25,7 +25,9 @@ struct fx {
     const struct keel_route_table *t; /* set by tests that look at one route table */
 };
 
-static inline void fx_load(struct fx *f, const char *yaml, const struct keel_proxy_identity *id)
+/* fx_load() with DNS answers for the compile (NULL: nothing resolved). */
+static inline void fx_load_dns(struct fx *f, const char *yaml, const struct keel_proxy_identity *id,
+                               const struct keel_dns_answers *dns)
 {
     memset(f, 0, sizeof(*f));
     keel_loadset_init(&f->ls, NULL);
@@ -39,7 +41,12 @@ static inline void fx_load(struct fx *f, const char *yaml, const struct keel_pro
     }
     f->st = keel_store_build(&f->ls, NULL, NULL);
     keel_diags_init(&f->diags);
-    f->snap = keel_snapshot_build(f->st, id, NULL, &f->diags);
+    f->snap = keel_snapshot_build(f->st, id, NULL, dns, &f->diags);
+}
+
+static inline void fx_load(struct fx *f, const char *yaml, const struct keel_proxy_identity *id)
+{
+    fx_load_dns(f, yaml, id, NULL);
 }
 
 static inline void fx_free(struct fx *f)
