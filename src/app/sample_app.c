@@ -56,6 +56,7 @@ struct keel_sample_h1 {
     struct keel_defer defer;
     struct keel_buf in;  /* received, not yet consumed */
     size_t scanned;      /* keel_h1_has_head progress */
+    size_t screened;     /* bytes of in checked for bare LF / lone CR */
     struct keel_buf out; /* response being written */
     size_t sent;
     struct keel_sample_exchange *ex; /* request being answered */
@@ -264,6 +265,7 @@ static void on_exchange_done(struct keel_sample_exchange *ex, void *data)
 
 static void consume(struct keel_sample_h1 *c, size_t n)
 {
+    c->screened = 0;
     if (n >= c->in.len) {
         keel_buf_reset(&c->in);
         return;
@@ -331,6 +333,22 @@ static bool sniff(struct keel_sample_h1 *c)
     return true;
 }
 
+/* Whether the head received so far has a bare LF or a lone CR: then the parser rejects it now rather than after
+ * KEEL_SAMPLE_MAX_HEAD bytes or the idle timeout (keel_h1_has_head only looks for CRLFCRLF). Each byte is screened
+ * once. */
+static bool bad_eol(struct keel_sample_h1 *c)
+{
+    const char *p = c->in.data;
+    size_t i = c->screened ? c->screened : 1;
+    if (c->in.len && p[0] == '\n')
+        return true;
+    for (; i < c->in.len; i++)
+        if ((p[i] == '\n' && p[i - 1] != '\r') || (p[i - 1] == '\r' && p[i] != '\n'))
+            return true;
+    c->screened = c->in.len; /* a CR at the very end may still get its LF: looked at again next time */
+    return false;
+}
+
 static const char *protocol_name(const struct keel_http_head *h)
 {
     return h->version == KEEL_HTTP_10 ? "HTTP/1.0" : "HTTP/1.1";
@@ -351,7 +369,7 @@ static void process(struct keel_sample_h1 *c)
             return;
         if (!c->sniffed && sniff(c))
             return;
-        if (!keel_h1_has_head(c->in.data, c->in.len, &c->scanned) && c->in.len < c->in.max)
+        if (!keel_h1_has_head(c->in.data, c->in.len, &c->scanned) && c->in.len < c->in.max && !bad_eol(c))
             return;
         size_t used = 0;
         int rc = keel_h1_parse_request(c->in.data, c->in.len, &c->req, &used);

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def bad_flags():
     p = subprocess.run([KEEL, "sample-app", "--help"], capture_output=True, text=True, timeout=10)
     check("--help exits 0 and lists the endpoints", p.returncode == 0 and "/delay/SECONDS" in p.stdout, p.stdout)
     busy = free_port()
-    holder = __import__("socket").socket()
+    holder = socket.socket()
     holder.bind(("127.0.0.1", busy))
     holder.listen(1)
     p = subprocess.run([KEEL, "sample-app", "--listen", "127.0.0.1:%d" % busy], capture_output=True, text=True,
@@ -162,6 +163,23 @@ def endpoints(port):
                         "http://127.0.0.1:%d/headers" % port], capture_output=True, text=True, timeout=10,
                        env=clean_env())
     check("a chunked request body is dropped", p.stdout == "200", p.stdout + p.stderr)
+    for raw, want in ((b"GET / HTTP/1.1\nHost: x\n\n", b"HTTP/1.1 400 "), (b"\x16\x03\x01garbage\r\n\r\n", b"HTTP/1.1 400 "),
+                      (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nnot a frame", b"\x00\x00")):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(raw)
+        out, closed = b"", False
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    closed = True
+                    break
+                out += d
+        except OSError:
+            pass
+        s.close()
+        check("malformed input %r is answered (%r) and the connection closed" % (raw[:12], want),
+              out.startswith(want) and closed, (closed, out[:120]))
 
 
 def delay_order(port):
