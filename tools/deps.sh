@@ -16,9 +16,8 @@ PKGS=(
   # libraries (see docs/architecture.md, "Dependencies")
   libfyaml-dev libjansson-dev libssl-dev libnghttp2-dev libpcre2-dev
   libc-ares-dev libcurl4-openssl-dev
-  # tests
-  libcmocka-dev python3 python3-yaml curl openssl time
-  nghttp2-client  # h2load: HTTP/2 clients in tests/integration/http2_test.py
+  # tests (nghttp2-client: h2load and nghttp for tests/integration/http2_test.py and the sample app's h2c test)
+  libcmocka-dev python3 python3-yaml curl openssl time nghttp2-client
 )
 
 # bench/proxy_bench.sh: the proxies keel is compared with, the load generators

@@ -27,6 +27,8 @@ static const struct {
     {"validate", "check Istio resources the way istiod does: keel validate [-o json] FILE|DIR|- ...",
      keel_cmd_validate},
     {"proxy", "run the data plane: keel proxy router|sidecar --config DIR ...; keel proxy wait", keel_cmd_proxy},
+    {"sample-app", "a small HTTP/1.1 and h2c demo service: keel sample-app --listen ADDR:PORT --name NAME ...",
+     keel_cmd_sample_app},
     {"version", "print the version", cmd_version},
     {"help", "show this help", cmd_help},
 };
