@@ -18,6 +18,7 @@ PKGS=(
   libc-ares-dev libcurl4-openssl-dev
   # tests (nghttp2-client: h2load and nghttp for tests/integration/http2_test.py and the sample app's h2c test)
   libcmocka-dev python3 python3-yaml curl openssl time nghttp2-client
+  python3-grpcio  # a real gRPC client and server for tests/integration/grpc_test.py
 )
 
 # bench/proxy_bench.sh: the proxies keel is compared with, the load generators

@@ -29,6 +29,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/str.h"
+#include "config/schema_gen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,6 +434,17 @@ static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
     return ep;
 }
 
+/* Istio's choice of the upstream protocol: HTTP/2 for http2/grpc ports, when the DestinationRule upgrades
+ * (h2UpgradePolicy: UPGRADE), or when it asks to use the client's protocol and the client speaks HTTP/2. */
+static bool upstream_wants_h2(const struct keel_stream *st, const struct keel_cluster *c)
+{
+    if (c->limits.use_client_protocol)
+        return st->req.version == KEEL_HTTP_2;
+    if (c->service_port && (c->service_port->proto == KEEL_PROTO_HTTP2 || c->service_port->proto == KEEL_PROTO_GRPC))
+        return true;
+    return c->limits.h2_upgrade == KEEL_CONN_POOL_HTTP_H2_UPGRADE_POLICY_UPGRADE;
+}
+
 /* Picks a destination and endpoint and attaches an upstream connection. */
 static void stream_dispatch_upstream(struct keel_stream *st)
 {
@@ -473,8 +485,9 @@ static void stream_dispatch_upstream(struct keel_stream *st)
     st->attempts++;
     st->upstream_host = st->ep->hostport;
     st->upstream_start_ms = keel_loop_now_ms(pw->loop);
+    st->up_h2 = upstream_wants_h2(st, c);
     struct keel_upconn *uc;
-    int rc = keel_upstream_attach(pw, st, c, st->ep, c->limits.connect_timeout, &uc);
+    int rc = keel_upstream_attach(pw, st, c, st->ep, c->limits.connect_timeout, st->up_h2, &uc);
     if (rc != 0) {
         keel_stream_upstream_failed(st, rc, true, false);
         return;
@@ -539,20 +552,15 @@ static const struct keel_route_dest *stream_dest(const struct keel_stream *st)
     return NULL;
 }
 
-/* Serializes the request head for the upstream into st->uc->out (and the replay copy). */
-static int write_request_head(struct keel_stream *st)
+/* The fields of the upstream request, Host first (the rewrite, else the request's authority); the caller adds the
+ * body framing. path receives the rewritten path. Returns the number of fields in h. */
+static size_t request_fields(struct keel_stream *st, struct keel_http_header *h, size_t cap, char *bufs,
+                             size_t bufs_len)
 {
     struct keel_downstream *ds = st->ds;
     const struct keel_route_action *a = st->route->action;
     const struct keel_route_dest *dest = stream_dest(st);
-    struct keel_http_head up = {.version = KEEL_HTTP_11, .method = st->req.method};
-    char path[KEEL_H1_MAX_TARGET + 1];
-    int plen = keel_route_rewrite_path(st->route, st->req.path, path, sizeof(path));
-    up.path = plen >= 0 ? (struct keel_str){path, (size_t)plen} : st->req.path;
-    up.query = st->req.query;
-    struct keel_http_header h[KEEL_HTTP_MAX_HEADERS + 16];
-    size_t n = 0, cap = sizeof(h) / sizeof(h[0]);
-    /* Host first: the rewrite, else the request's authority */
+    size_t n = 0;
     const char *host_rw = dest && dest->host_rewrite ? dest->host_rewrite : a->host_rewrite;
     h[n++] = (struct keel_http_header){keel_str_c("host"), host_rw ? keel_str_c(host_rw) : st->req.authority};
     bool have_xfp = false;
@@ -573,32 +581,96 @@ static int write_request_head(struct keel_stream *st)
             have_xfp = true;
         h[n++] = st->req.headers[i];
     }
-    char attempts[KEEL_U64_STRLEN], xff_buf[1024], clen[KEEL_U64_STRLEN];
+    /* bufs: the attempt count, then x-forwarded-for */
+    char *attempts = bufs, *xff_buf = bufs + KEEL_U64_STRLEN;
+    size_t xff_len = bufs_len - KEEL_U64_STRLEN;
     if (!have_xfp)
         h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-proto"), keel_str_c(ds->tls ? "https" : "http")};
     if (ds->role == KEEL_PL_GATEWAY) {
         if (xff)
-            snprintf(xff_buf, sizeof(xff_buf), "%.*s, %s", (int)xff->n, xff->p, ds->peer_ip);
+            snprintf(xff_buf, xff_len, "%.*s, %s", (int)xff->n, xff->p, ds->peer_ip);
         else
-            snprintf(xff_buf, sizeof(xff_buf), "%s", ds->peer_ip);
+            snprintf(xff_buf, xff_len, "%s", ds->peer_ip);
         h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-for"), keel_str_c(xff_buf)};
     }
     keel_u64_to_str(st->attempts, attempts);
     h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
-    if (st->req_mode == KEEL_BODY_CHUNKED) {
-        h[n++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
-    } else if (st->req_mode == KEEL_BODY_LENGTH || st->req.has_content_length) {
+    apply_ops(&a->headers.request, h, &n, cap - 2);
+    if (dest)
+        apply_ops(&dest->headers.request, h, &n, cap - 2);
+    return n;
+}
+
+/* Sends the request head on the attempt's upstream connection (HTTP/1.1 bytes, or an HTTP/2 HEADERS frame). */
+static int send_request_head(struct keel_stream *st)
+{
+    struct keel_http_header h[KEEL_HTTP_MAX_HEADERS + 16];
+    char bufs[KEEL_U64_STRLEN + 1024], clen[KEEL_U64_STRLEN];
+    size_t cap = sizeof(h) / sizeof(h[0]);
+    size_t n = request_fields(st, h, cap, bufs, sizeof(bufs));
+    char path[KEEL_H1_MAX_TARGET + 1];
+    int plen = keel_route_rewrite_path(st->route, st->req.path, path, sizeof(path));
+    struct keel_http_head up = {.version = KEEL_HTTP_11, .method = st->req.method};
+    up.path = plen >= 0 ? (struct keel_str){path, (size_t)plen} : st->req.path;
+    up.query = st->req.query;
+    if (st->req.has_content_length) {
         keel_u64_to_str(st->req.content_length, clen);
         h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(clen)};
     }
-    apply_ops(&a->headers.request, h, &n, cap);
-    if (dest)
-        apply_ops(&dest->headers.request, h, &n, cap);
-    size_t before = st->uc->out.len;
-    int rc = keel_h1_write_request_head(&st->uc->out, &up, h, n);
-    if (rc == 0 && st->replayable)
-        keel_buf_append(&st->replay, st->uc->out.data + before, st->uc->out.len - before);
-    return rc;
+    if (st->up_h2) {
+        /* gRPC needs "te: trailers" end to end; any other te is hop-by-hop */
+        const struct keel_str *te = keel_http_head_get(&st->req, "te");
+        if (te && keel_str_caseeq(*te, keel_str_c("trailers")))
+            h[n++] = (struct keel_http_header){keel_str_c("te"), keel_str_c("trailers")};
+        return keel_uph2_request(st->uc, &up, h, n, st->req_mode != KEEL_BODY_NONE);
+    }
+    if (st->req_mode == KEEL_BODY_CHUNKED && !st->req.has_content_length)
+        h[n++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
+    return keel_h1_write_request_head(&st->uc->out, &up, h, n);
+}
+
+/* Request body bytes to the upstream, framed for its protocol. */
+static void send_body(struct keel_stream *st, const char *data, size_t len)
+{
+    if (!len)
+        return;
+    if (st->up_h2)
+        keel_uph2_body(st->uc, data, len);
+    else if (st->req_mode == KEEL_BODY_CHUNKED && !st->req.has_content_length)
+        keel_h1_write_chunk(&st->uc->out, data, len);
+    else
+        keel_buf_append(&st->uc->out, data, len);
+}
+
+static void send_body_end(struct keel_stream *st)
+{
+    if (st->up_h2)
+        keel_uph2_body_end(st->uc);
+    else if (st->req_mode == KEEL_BODY_CHUNKED && !st->req.has_content_length)
+        keel_h1_write_last_chunk(&st->uc->out, NULL, 0);
+}
+
+bool keel_stream_body_room(const struct keel_stream *st)
+{
+    const struct keel_upconn *uc = st->uc;
+    return uc && !st->req_done && keel_upstream_pending(uc) < KEEL_PROXY_OUT_HIGH;
+}
+
+void keel_stream_body_out(struct keel_stream *st, const char *data, size_t len)
+{
+    if (st->replayable) {
+        if (st->replay.len + len > KEEL_PROXY_REPLAY_MAX)
+            st->replayable = false;
+        else
+            keel_buf_append(&st->replay, data, len);
+    }
+    send_body(st, data, len);
+}
+
+void keel_stream_body_end(struct keel_stream *st)
+{
+    st->req_done = true;
+    send_body_end(st);
 }
 
 void keel_stream_request_body(struct keel_stream *st)
@@ -616,32 +688,30 @@ void keel_stream_upstream_ready(struct keel_stream *st)
     snprintf(st->upstream_local, sizeof(st->upstream_local), "%s", uc->local);
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TOTAL, 1);
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, 1);
-    if (st->replay.len && st->attempts > 1) {
-        /* a retry: resend what was sent before (head and body so far) */
-        keel_buf_append(&uc->out, st->replay.data, st->replay.len);
-    } else {
-        keel_buf_reset(&st->replay);
-        if (write_request_head(st) != 0) {
-            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
-            keel_upstream_release(uc, false);
-            st->uc = NULL;
-            keel_stream_local_reply(st, 400, KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR), "invalid_request_head", "", 0, NULL,
-                                    0);
-            return;
-        }
-        st->ds->ops->pump(st);
-        if (!st->uc)
-            return;
+    if (send_request_head(st) != 0) {
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+        keel_upstream_release(uc, false);
+        st->uc = NULL;
+        keel_stream_local_reply(st, 400, KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR), "invalid_request_head", "", 0, NULL, 0);
+        return;
     }
+    /* a retry resends the body read so far (kept in st->replay), then goes on with the rest */
+    send_body(st, st->replay.data, st->replay.len);
+    if (st->req_done && st->req_mode != KEEL_BODY_NONE)
+        send_body_end(st);
+    else if (!st->req_done)
+        st->ds->ops->pump(st);
+    if (!st->uc)
+        return;
     if (keel_upstream_flush(uc) < 0)
-        keel_stream_upstream_failed(st, KEEL_ECLOSED, false, uc->reused);
+        keel_upstream_fail(uc, KEEL_ECLOSED);
 }
 
 void keel_stream_upstream_writable(struct keel_stream *st)
 {
     if (!st->req_done)
         st->ds->ops->pump(st);
-    if (st->uc && st->uc->out.len)
+    if (st->uc)
         keel_upstream_flush(st->uc);
 }
 
@@ -768,6 +838,64 @@ static void forward_response_body(struct keel_stream *st)
         keel_upstream_pause(uc, ops->pending(st) >= KEEL_PROXY_OUT_HIGH);
 }
 
+/* The final response head is in st->resp (status, fields in the stream's arena, framing in st->resp_mode): count
+ * it and send it to the client. Returns false when the stream was answered otherwise (a head we cannot send). */
+static bool response_head(struct keel_stream *st)
+{
+    st->status = st->resp.status;
+    st->upstream_service_ms = (int64_t)(keel_loop_now_ms(st->ds->pw->loop) - st->upstream_start_ms);
+    keel_cstats_count_code(st->cstats, st->status);
+    keel_timer_stop(&st->timeout);
+    st->resp_started = true;
+    if (send_response_head(st) != 0) {
+        struct keel_upconn *uc = st->uc;
+        st->resp_started = false;
+        st->uc = NULL;
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+        keel_upstream_release(uc, false);
+        keel_stream_local_reply(st, 502, KEEL_RF(UPSTREAM_PROTOCOL_ERROR), "upstream_invalid_header", "", 0, NULL, 0);
+        return false;
+    }
+    st->details = "via_upstream";
+    return true;
+}
+
+/* ---- the HTTP/2 upstream codec's calls (upstream_h2.c) ---- */
+
+void keel_stream_upstream_head(struct keel_stream *st, bool end_stream)
+{
+    int s = st->resp.status;
+    if (end_stream || keel_str_eq_c(st->req.method, "HEAD") || s == 204 || s == 304)
+        st->resp_mode = KEEL_BODY_NONE;
+    else if (st->resp.has_content_length)
+        st->resp_mode = KEEL_BODY_LENGTH;
+    else
+        st->resp_mode = KEEL_BODY_CHUNKED; /* length unknown: an HTTP/1.1 client gets it chunked */
+    st->resp_keep_alive = true;
+    response_head(st);
+}
+
+void keel_stream_upstream_data(struct keel_stream *st, const char *data, size_t len)
+{
+    if (st->finished || !st->resp_started || !len)
+        return;
+    st->ds->ops->body(st, NULL, 0, data, len);
+    st->bytes_sent += len;
+    if (st->uc)
+        keel_upstream_pause(st->uc, st->ds->ops->pending(st) >= KEEL_PROXY_OUT_HIGH);
+}
+
+void keel_stream_upstream_end(struct keel_stream *st)
+{
+    if (st->finished || !st->resp_started)
+        return;
+    st->resp_done = true;
+    st->ds->ops->end(st);
+    keel_stream_finish(st);
+}
+
+/* ---- the HTTP/1.1 upstream ---- */
+
 void keel_stream_upstream_readable(struct keel_stream *st)
 {
     struct keel_upconn *uc = st->uc;
@@ -792,9 +920,6 @@ void keel_stream_upstream_readable(struct keel_stream *st)
         }
         copy_response_head(st);
         keel_buf_consume(&uc->in, used);
-        st->status = st->resp.status;
-        st->upstream_service_ms = (int64_t)(keel_loop_now_ms(st->ds->pw->loop) - st->upstream_start_ms);
-        keel_cstats_count_code(st->cstats, st->status);
         if (st->resp_h1.no_body || st->resp_h1.tunnel)
             st->resp_mode = KEEL_BODY_NONE;
         else if (st->resp.chunked)
@@ -803,21 +928,12 @@ void keel_stream_upstream_readable(struct keel_stream *st)
             st->resp_mode = st->resp.content_length ? KEEL_BODY_LENGTH : KEEL_BODY_NONE;
         else
             st->resp_mode = KEEL_BODY_UNTIL_CLOSE;
+        st->resp_raw = true;
         st->resp_left = st->resp.content_length;
         keel_h1_chunked_init(&st->resp_ch);
         st->resp_keep_alive = st->resp.keep_alive;
-        keel_timer_stop(&st->timeout);
-        st->resp_started = true;
-        if (send_response_head(st) != 0) {
-            st->resp_started = false;
-            st->uc = NULL;
-            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
-            keel_upstream_release(uc, false);
-            keel_stream_local_reply(st, 502, KEEL_RF(UPSTREAM_PROTOCOL_ERROR), "upstream_invalid_header", "", 0, NULL,
-                                    0);
+        if (!response_head(st))
             return;
-        }
-        st->details = "via_upstream";
         if (st->resp_mode == KEEL_BODY_NONE)
             st->resp_done = true;
     }
@@ -836,7 +952,11 @@ void keel_stream_upstream_readable(struct keel_stream *st)
 
 void keel_stream_resume_response(struct keel_stream *st)
 {
-    if (!st->finished && st->uc)
+    if (st->finished || !st->uc)
+        return;
+    if (st->up_h2)
+        keel_upstream_pause(st->uc, st->ds->ops->pending(st) >= KEEL_PROXY_OUT_HIGH); /* nothing waits in uc->in */
+    else
         keel_stream_upstream_readable(st);
 }
 

@@ -208,14 +208,21 @@ static void h1_interim(struct keel_stream *st, const char *raw, size_t len)
 
 static void h1_body(struct keel_stream *st, const char *raw, size_t raw_len, const char *data, size_t len)
 {
-    (void)data;
-    (void)len;
-    keel_buf_append(&hconn(st)->out, raw, raw_len);
+    struct keel_hconn *dc = hconn(st);
+    if (raw)
+        keel_buf_append(&dc->out, raw, raw_len); /* the upstream's own framing, checked by the decoder */
+    else if (st->resp_mode == KEEL_BODY_CHUNKED)
+        keel_h1_write_chunk(&dc->out, data, len);
+    else
+        keel_buf_append(&dc->out, data, len);
 }
 
 static void h1_end(struct keel_stream *st)
 {
-    (void)st; /* done() flushes */
+    /* a body of unknown length from an HTTP/2 upstream ends with the last chunk, trailers (gRPC) included;
+     * done() flushes */
+    if (!st->resp_raw && st->resp_mode == KEEL_BODY_CHUNKED && !st->local)
+        keel_h1_write_last_chunk(&hconn(st)->out, st->trailers, st->n_trailers);
 }
 
 static void h1_flush(struct keel_stream *st)
@@ -228,49 +235,45 @@ static size_t h1_pending(const struct keel_stream *st)
     return hconn(st)->out.len;
 }
 
-/* Moves request body bytes from the client's input to the upstream's output, framing kept. */
+/* Moves request body bytes from the client's input to the upstream (payload only: the upstream side frames it). */
 static void h1_pump(struct keel_stream *st)
 {
     struct keel_hconn *dc = hconn(st);
-    struct keel_upconn *uc = st->uc;
-    while (!st->req_done && dc->in.len > 0 && uc && uc->out.len < KEEL_PROXY_OUT_HIGH) {
+    while (!st->req_done && dc->in.len > 0 && keel_stream_body_room(st)) {
         size_t take = 0;
         if (st->req_mode == KEEL_BODY_LENGTH) {
             take = st->req_left < dc->in.len ? (size_t)st->req_left : dc->in.len;
             st->req_left -= take;
+            keel_stream_body_out(st, dc->in.data, take);
+            st->req_wire_bytes += take;
+            keel_buf_consume(&dc->in, take);
             if (st->req_left == 0)
-                st->req_done = true;
-        } else { /* chunked: forward the raw bytes the decoder accepts */
-            const char *data;
-            size_t dlen;
-            int rc = keel_h1_chunked_feed(&st->req_ch, dc->in.data, dc->in.len, &take, &data, &dlen);
-            if (rc == KEEL_H1_CHUNKED_END) {
-                st->req_done = true;
-            } else if (rc < 0 && rc != KEEL_EAGAIN) {
-                keel_stats_add(dc->ds.pw->stats, KEEL_STAT_DOWNSTREAM_CX_PROTOCOL_ERROR, 1);
-                dc->ds.closing = true;
-                keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
-                keel_upstream_release(uc, false);
-                st->uc = NULL;
-                keel_stream_local_reply(st, 400, KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR), "http1.codec_error", "", 0, NULL,
-                                        0);
-                return;
-            }
-            if (take == 0)
-                break;
+                keel_stream_body_end(st);
+            continue;
         }
-        keel_buf_append(&uc->out, dc->in.data, take);
-        if (st->replayable) {
-            if (st->replay.len + take > KEEL_PROXY_REPLAY_MAX)
-                st->replayable = false;
-            else
-                keel_buf_append(&st->replay, dc->in.data, take);
+        const char *data;
+        size_t dlen;
+        int rc = keel_h1_chunked_feed(&st->req_ch, dc->in.data, dc->in.len, &take, &data, &dlen);
+        if (rc < 0 && rc != KEEL_EAGAIN) {
+            keel_stats_add(dc->ds.pw->stats, KEEL_STAT_DOWNSTREAM_CX_PROTOCOL_ERROR, 1);
+            dc->ds.closing = true;
+            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+            keel_upstream_release(st->uc, false);
+            st->uc = NULL;
+            keel_stream_local_reply(st, 400, KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR), "http1.codec_error", "", 0, NULL, 0);
+            return;
         }
+        if (rc == 0)
+            keel_stream_body_out(st, data, dlen);
         st->req_wire_bytes += take;
         keel_buf_consume(&dc->in, take);
+        if (rc == KEEL_H1_CHUNKED_END)
+            keel_stream_body_end(st);
+        else if (take == 0)
+            break;
     }
     /* back-pressure: stop reading the client while the upstream is behind */
-    bool pause = !st->req_done && uc && uc->out.len >= KEEL_PROXY_OUT_HIGH;
+    bool pause = !st->req_done && st->uc && !keel_stream_body_room(st);
     if (pause != dc->read_paused) {
         dc->read_paused = pause;
         conn_set_interest(dc);

@@ -76,6 +76,8 @@ struct h2s {
     bool has_body;           /* a data provider was attached */
     bool deferred;           /* the data provider waits for bytes */
     bool gone;               /* nghttp2 closed the stream (or the connection is closing): send nothing on it */
+    nghttp2_nv *trailers;    /* response trailers (gRPC status), one allocation with their bytes, or NULL */
+    size_t n_trailers;
 };
 
 static void conn_close(struct h2conn *c);
@@ -100,6 +102,7 @@ static void h2s_free(struct h2s *s)
         s->next->prev = s->prev;
     keel_buf_free(&s->reqbody);
     keel_buf_free(&s->resp);
+    free(s->trailers);
     free(s);
 }
 
@@ -120,8 +123,6 @@ static void h2s_abandon(struct h2s *s, const char *details)
 static ssize_t read_response(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                              nghttp2_data_source *src, void *user)
 {
-    (void)ng;
-    (void)id;
     (void)user;
     struct h2s *s = src->ptr;
     size_t n = s->resp.len < len ? s->resp.len : len;
@@ -131,6 +132,8 @@ static ssize_t read_response(nghttp2_session *ng, int32_t id, uint8_t *buf, size
     }
     if (s->resp.len == 0 && s->resp_end) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (s->n_trailers && nghttp2_submit_trailer(ng, id, s->trailers, s->n_trailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end the stream */
         return (ssize_t)n;
     }
     if (n == 0) {
@@ -199,6 +202,32 @@ static void h2_end(struct keel_stream *st)
 {
     struct h2s *s = h2s_of(st);
     s->resp_end = true;
+    if (st->n_trailers && s->has_body) {
+        /* copied: the stream's arena goes away before the DATA is all sent */
+        size_t bytes = st->n_trailers * sizeof(nghttp2_nv);
+        for (size_t i = 0; i < st->n_trailers; i++)
+            bytes += st->trailers[i].name.n + st->trailers[i].value.n + 2;
+        s->trailers = malloc(bytes);
+        if (s->trailers) {
+            char *p = (char *)(s->trailers + st->n_trailers);
+            for (size_t i = 0; i < st->n_trailers; i++) {
+                const struct keel_http_header *t = &st->trailers[i];
+                nghttp2_nv *nv = &s->trailers[i];
+                nv->name = (uint8_t *)p;
+                for (size_t k = 0; k < t->name.n; k++)
+                    p[k] =
+                        (char)((t->name.p[k] >= 'A' && t->name.p[k] <= 'Z') ? t->name.p[k] - 'A' + 'a' : t->name.p[k]);
+                nv->namelen = t->name.n;
+                p += t->name.n + 1;
+                memcpy(p, t->value.p, t->value.n);
+                nv->value = (uint8_t *)p;
+                nv->valuelen = t->value.n;
+                p += t->value.n + 1;
+                nv->flags = NGHTTP2_NV_FLAG_NONE;
+            }
+            s->n_trailers = st->n_trailers;
+        }
+    }
     resume(s);
 }
 
@@ -212,39 +241,20 @@ static size_t h2_pending(const struct keel_stream *st)
     return h2s_of(st)->resp.len;
 }
 
-/* Moves request DATA to the upstream (chunked when the client gave no Content-Length). */
+/* Moves request DATA to the upstream. */
 static void h2_pump(struct keel_stream *st)
 {
     struct h2s *s = h2s_of(st);
-    struct keel_upconn *uc = st->uc;
     size_t taken = 0;
-    while (!st->req_done && uc && uc->out.len < KEEL_PROXY_OUT_HIGH) {
-        size_t before = uc->out.len;
-        if (s->reqbody.len) {
-            size_t take = s->reqbody.len;
-            if (st->req_mode == KEEL_BODY_CHUNKED)
-                keel_h1_write_chunk(&uc->out, s->reqbody.data, take);
-            else
-                keel_buf_append(&uc->out, s->reqbody.data, take);
-            keel_buf_consume(&s->reqbody, take);
-            taken += take;
-        }
-        if (s->req_end && s->reqbody.len == 0) {
-            if (st->req_mode == KEEL_BODY_CHUNKED)
-                keel_h1_write_last_chunk(&uc->out, NULL, 0);
-            st->req_done = true;
-        }
-        size_t added = uc->out.len - before;
-        if (st->replayable) {
-            if (st->replay.len + added > KEEL_PROXY_REPLAY_MAX)
-                st->replayable = false;
-            else
-                keel_buf_append(&st->replay, uc->out.data + before, added);
-        }
-        st->req_wire_bytes += added;
-        if (added == 0)
-            break;
+    while (s->reqbody.len && keel_stream_body_room(st)) {
+        size_t take = s->reqbody.len < KEEL_PROXY_READ_CHUNK ? s->reqbody.len : KEEL_PROXY_READ_CHUNK;
+        keel_stream_body_out(st, s->reqbody.data, take);
+        keel_buf_consume(&s->reqbody, take);
+        st->req_wire_bytes += take;
+        taken += take;
     }
+    if (s->req_end && s->reqbody.len == 0 && !st->req_done && st->uc)
+        keel_stream_body_end(st);
     if (taken)
         nghttp2_session_consume(s->c->ng, s->id, taken); /* let the client send more */
 }

@@ -7,6 +7,7 @@
  *   http1.c     downstream HTTP/1.1 connections (stream.h: the codec interface)
  *   http2.c     downstream HTTP/2 connections (h2c prior knowledge, ALPN h2), nghttp2
  *   exchange.c  one request exchange whatever the client's protocol: route, upstream, response
+ *   upstream_h2.c  HTTP/2 to upstreams (gRPC, http2 ports, h2UpgradePolicy UPGRADE), nghttp2
  *   upstream.c  upstream connections, per-worker pools, endpoint choice
  *   tcp.c       L4 sessions: TCP proxying and TLS passthrough by SNI (sni.c)
  *
@@ -39,6 +40,7 @@ struct keel_upconn;
 struct keel_stream;
 struct keel_tconn;
 struct keel_downstream;
+struct keel_uph2;
 
 /* Buffer limits per connection: reads stop (back-pressure) while the peer's
  * output holds more than KEEL_PROXY_OUT_HIGH bytes. */
@@ -46,9 +48,9 @@ struct keel_downstream;
 #define KEEL_PROXY_OUT_MAX (4u << 20)
 #define KEEL_PROXY_OUT_HIGH (256u << 10)
 #define KEEL_PROXY_READ_CHUNK 16384
-#define KEEL_PROXY_IDLE_MS (3600u * 1000u)     /* downstream idle, Envoy's 1 h */
-#define KEEL_PROXY_UP_IDLE_MS (55u * 1000u)    /* pooled upstream connection idle */
-#define KEEL_PROXY_REPLAY_MAX (64u << 10)      /* request bytes kept to replay on a stale pooled connection */
+#define KEEL_PROXY_IDLE_MS (3600u * 1000u)  /* downstream idle, Envoy's 1 h */
+#define KEEL_PROXY_UP_IDLE_MS (55u * 1000u) /* pooled upstream connection idle */
+#define KEEL_PROXY_REPLAY_MAX (64u << 10)   /* request bytes kept to replay on a stale pooled connection */
 
 enum keel_listener_role {
     KEEL_PL_GATEWAY,      /* a Gateway server port: route tables from its chains */
@@ -66,18 +68,18 @@ struct keel_plistener {
     enum keel_listener_role role;
     uint32_t port; /* the snapshot listener's port (gateway), or the listening port */
     struct keel_addr addr;
-    char name[96]; /* "0.0.0.0_8080" */
-    bool mark;     /* reconcile: still wanted */
+    char name[96];            /* "0.0.0.0_8080" */
+    bool mark;                /* reconcile: still wanted */
     struct keel_tls_ctx *tls; /* terminating TLS (Gateway SIMPLE servers), or NULL */
     int tls_chain[16];        /* certificate index -> chain index of the snapshot listener */
     uint64_t tls_version;     /* snapshot version the context was built from */
 };
 
-/* Idle upstream connections to one endpoint ("ip:port"). */
+/* Idle upstream connections to one endpoint ("ip:port"), per protocol ([0] HTTP/1.1, [1] HTTP/2). */
 struct keel_upool {
     char key[KEEL_ADDR_STRLEN];
-    struct keel_upconn *idle; /* LIFO */
-    size_t n_idle;
+    struct keel_upconn *idle[2]; /* LIFO */
+    size_t n_idle[2];
     size_t active; /* requests in flight to this endpoint from this worker (least-request LB) */
 };
 
@@ -86,18 +88,18 @@ struct keel_pworker {
     struct keel_loop *loop;
     struct keel_runtime *rt;
     unsigned index;
-    struct keel_snapshot *snap; /* current (one reference held) */
-    struct keel_logcfg *log;    /* current access-log sink (one reference held) */
+    struct keel_snapshot *snap;     /* current (one reference held) */
+    struct keel_logcfg *log;        /* current access-log sink (one reference held) */
     struct keel_secretset *secrets; /* current TLS secrets (one reference held) */
     struct keel_stats_shard *stats;
     struct keel_plistener *listeners;
-    struct keel_map pools;     /* endpoint key -> struct keel_upool * */
-    struct keel_map rr;        /* cluster name -> round-robin cursor (uintptr_t) */
-    uint64_t rng;              /* xorshift state */
-    size_t conns;              /* open downstream connections */
-    bool draining;             /* listeners closed; keep-alive connections close after their request */
-    struct keel_buf logline;   /* access-log rendering */
-    struct keel_tconn *tcp;    /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
+    struct keel_map pools;               /* endpoint key -> struct keel_upool * */
+    struct keel_map rr;                  /* cluster name -> round-robin cursor (uintptr_t) */
+    uint64_t rng;                        /* xorshift state */
+    size_t conns;                        /* open downstream connections */
+    bool draining;                       /* listeners closed; keep-alive connections close after their request */
+    struct keel_buf logline;             /* access-log rendering */
+    struct keel_tconn *tcp;              /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
     struct keel_downstream *downstreams; /* open HTTP client connections (http1.c, http2.c) */
 };
 
@@ -160,10 +162,15 @@ void keel_http2_accept(const struct keel_downstream *ds, int fd, struct keel_tls
 void keel_downstreams_shutdown(struct keel_pworker *pw, bool now);
 
 /* Called by upstream.c as the upstream connection progresses. */
-void keel_stream_upstream_ready(struct keel_stream *st);              /* connected (or reused): send the request */
+void keel_stream_upstream_ready(struct keel_stream *st); /* connected (or reused): send the request */
 void keel_stream_upstream_failed(struct keel_stream *st, int err, bool connect_phase, bool reused);
-void keel_stream_upstream_readable(struct keel_stream *st);           /* bytes in uc->in */
-void keel_stream_upstream_writable(struct keel_stream *st);           /* uc->out drained below the high mark */
+void keel_stream_upstream_readable(struct keel_stream *st); /* HTTP/1.1: bytes in uc->in */
+/* HTTP/2 upstream (upstream_h2.c): the final head is in st->resp (fields in the stream's arena), DATA payload,
+ * the end of the response (st->trailers may hold trailers). */
+void keel_stream_upstream_head(struct keel_stream *st, bool end_stream);
+void keel_stream_upstream_data(struct keel_stream *st, const char *data, size_t len);
+void keel_stream_upstream_end(struct keel_stream *st);
+void keel_stream_upstream_writable(struct keel_stream *st); /* uc->out drained below the high mark */
 
 /* ---- upstream.c ---------------------------------------------------------------------------------------------- */
 
@@ -180,6 +187,7 @@ struct keel_upconn {
     struct keel_stream *st; /* NULL while pooled */
     struct keel_cluster_stats *cstats;
     struct keel_upconn *next_idle;
+    struct keel_uph2 *h2; /* HTTP/2 session (upstream_h2.c), or NULL: HTTP/1.1 */
     bool connected;
     bool reused; /* came from the pool for the current request */
     bool closed;
@@ -193,7 +201,12 @@ const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const st
  * keel_stream_upstream_ready() (or _failed) follows from the loop. Returns 0 or a negative code
  * (bad address, no fds) with nothing attached. */
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
-                         const struct keel_endpoint *ep, int64_t connect_timeout_ns, struct keel_upconn **out);
+                         const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out);
+/* Request bytes queued on uc and not yet written (back-pressure on the client). */
+size_t keel_upstream_pending(const struct keel_upconn *uc);
+/* The exchange on uc failed after the connection was up (reset, protocol error): closes uc and tells the stream
+ * (keel_stream_upstream_failed), which may retry elsewhere. */
+void keel_upstream_fail(struct keel_upconn *uc, int err);
 /* Sends uc->out; re-arms write interest while anything is left. Returns 0 or a negative code (peer gone). */
 int keel_upstream_flush(struct keel_upconn *uc);
 /* Stops or resumes reading from the upstream (back-pressure). */
@@ -207,6 +220,27 @@ void keel_upstream_state_free(struct keel_pworker *pw);
 /* Counts a connection to ep that is not from the pool (tcp.c) in the endpoint's in-flight count, which
  * LEAST_REQUEST compares: +1 when it opens, -1 when it closes. */
 void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta);
+
+/* ---- upstream_h2.c -------------------------------------------------------------------------------------------- */
+
+/* An HTTP/2 client session on uc (the preface and SETTINGS are queued at once). Returns 0 or KEEL_ENOMEM. */
+int keel_uph2_new(struct keel_upconn *uc);
+void keel_uph2_free(struct keel_upconn *uc);
+/* Opens the request stream of uc->st: h->method, h->path/query, fields (the first is Host, sent as :authority).
+ * has_body: DATA follows (keel_uph2_body / _body_end), else END_STREAM on HEADERS. Returns 0 or KEEL_EINVAL. */
+int keel_uph2_request(struct keel_upconn *uc, const struct keel_http_head *h, const struct keel_http_header *fields,
+                      size_t n, bool has_body);
+void keel_uph2_body(struct keel_upconn *uc, const char *data, size_t len);
+void keel_uph2_body_end(struct keel_upconn *uc);
+/* Frames nghttp2 wants to send, into uc->out. Returns 0 or a negative code (session failed). */
+int keel_uph2_produce(struct keel_upconn *uc);
+/* Feeds uc->in to the session (responses reach the stream through keel_stream_upstream_head/_data/_end).
+ * Returns 0, or a negative code when the session failed (uc must be closed). */
+int keel_uph2_consume(struct keel_upconn *uc);
+/* Request body bytes waiting to be framed. */
+size_t keel_uph2_pending(const struct keel_upconn *uc);
+/* The session can carry another request (no GOAWAY, no error, nothing of the last stream left). */
+bool keel_uph2_reusable(const struct keel_upconn *uc);
 
 /* ---- tcp.c --------------------------------------------------------------------------------------------------- */
 

@@ -45,8 +45,8 @@ struct keel_ds_ops {
     int (*head)(struct keel_stream *st, int status, struct keel_str reason, const struct keel_http_header *h, size_t n);
     /* An interim (1xx) response from the upstream, as raw bytes of its HTTP/1.1 head. */
     void (*interim)(struct keel_stream *st, const char *raw, size_t len);
-    /* Response body: raw[0..raw_len) as framed on the upstream wire (st->resp_mode), data[0..len) the
-     * payload inside it (the same bytes unless chunked). */
+    /* Response body: data[0..len) is payload; raw[0..raw_len) the same bytes as framed on an HTTP/1.1
+     * upstream's wire (st->resp_raw; chunk framing included), or NULL when the codec frames data itself. */
     void (*body)(struct keel_stream *st, const char *raw, size_t raw_len, const char *data, size_t len);
     /* The response is complete (st->resp_done). */
     void (*end)(struct keel_stream *st);
@@ -54,8 +54,8 @@ struct keel_ds_ops {
     void (*flush)(struct keel_stream *st);
     /* Response bytes queued for the client and not yet sent (back-pressure on the upstream). */
     size_t (*pending)(const struct keel_stream *st);
-    /* Moves request body bytes the client sent into st->uc->out (and st->replay), up to the
-     * upstream's high mark; sets st->req_done at the end. May answer the request (a bad body). */
+    /* Moves request body bytes the client sent to the upstream with keel_stream_body_out() while
+     * keel_stream_body_room(), and keel_stream_body_end() at the end. May answer the request (a bad body). */
     void (*pump)(struct keel_stream *st);
     /* The exchange is over: the codec continues with its connection (next request, close, reset a
      * stream whose response is incomplete) and frees the stream when it may. */
@@ -98,7 +98,8 @@ struct keel_stream {
     char upstream_local[KEEL_ADDR_STRLEN];
     /* upstream */
     struct keel_upconn *uc;
-    struct keel_buf replay; /* serialized request (head + body) while small enough to resend */
+    bool up_h2;             /* this attempt speaks HTTP/2 to the upstream (upstream_h2.c) */
+    struct keel_buf replay; /* request body sent so far, while small enough to resend on a retry */
     bool replayable;
     /* request body, as sent to the upstream */
     enum keel_body_mode req_mode;
@@ -114,7 +115,10 @@ struct keel_stream {
     bool resp_started; /* head sent downstream */
     bool resp_done;
     bool resp_keep_alive; /* the upstream connection may be reused */
-    bool local;           /* answered by the proxy itself */
+    bool resp_raw;        /* body() gets the upstream's HTTP/1.1 framing in raw (else the codec frames data) */
+    struct keel_http_header *trailers; /* response trailers (HTTP/2 upstream), in the arena */
+    size_t n_trailers;
+    bool local; /* answered by the proxy itself */
     int status;
     uint32_t flags;
     const char *details;
@@ -150,6 +154,10 @@ void keel_stream_request_body(struct keel_stream *st);
 /* The worker's list of open client connections (keel_downstreams_shutdown walks it). */
 void keel_downstream_link(struct keel_downstream *ds);
 void keel_downstream_unlink(struct keel_downstream *ds);
+/* Request body, from a codec's pump(): room for more, payload bytes, the end (sets st->req_done). */
+bool keel_stream_body_room(const struct keel_stream *st);
+void keel_stream_body_out(struct keel_stream *st, const char *data, size_t len);
+void keel_stream_body_end(struct keel_stream *st);
 /* Copies s into a's memory. */
 struct keel_str keel_stream_dup(struct keel_arena *a, struct keel_str s);
 

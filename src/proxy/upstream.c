@@ -13,7 +13,7 @@
  * flight from this worker). Weights of ROUND_ROBIN/RANDOM choices follow the
  * endpoints' weights.
  */
-#include "proxy/proxy_int.h"
+#include "proxy/stream.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -112,6 +112,7 @@ static void free_later(struct keel_loop *loop, struct keel_defer *d)
 {
     (void)loop;
     struct keel_upconn *uc = d->data;
+    keel_uph2_free(uc); /* here, not in upconn_close: a close may happen inside the session's callbacks */
     keel_buf_free(&uc->in);
     keel_buf_free(&uc->out);
     free(uc);
@@ -122,10 +123,11 @@ static void pool_remove(struct keel_upconn *uc)
     struct keel_upool *p = pool_get(uc->pw, uc->key, false);
     if (!p)
         return;
-    for (struct keel_upconn **pp = &p->idle; *pp; pp = &(*pp)->next_idle) {
+    int k = uc->h2 != NULL;
+    for (struct keel_upconn **pp = &p->idle[k]; *pp; pp = &(*pp)->next_idle) {
         if (*pp == uc) {
             *pp = uc->next_idle;
-            p->n_idle--;
+            p->n_idle[k]--;
             break;
         }
     }
@@ -216,18 +218,18 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         return;
     }
     if (!uc->st) {
-        /* pooled: any byte or EOF means the server is done with us */
+        /* pooled: HTTP/2 control frames (SETTINGS, PING, GOAWAY) are answered; any other byte or EOF means the
+         * server is done with us */
+        if (uc->h2 && (ev & KEEL_IO_READ) && read_some(uc) > 0 && keel_uph2_consume(uc) == 0 &&
+            keel_uph2_reusable(uc) && keel_upstream_flush(uc) == 0)
+            return;
         upconn_close(uc);
         return;
     }
     if (ev & KEEL_IO_WRITE) {
         int rc = keel_upstream_flush(uc);
         if (rc < 0) {
-            struct keel_stream *st = uc->st;
-            uc->st = NULL;
-            active_dec(uc);
-            upconn_close(uc);
-            keel_stream_upstream_failed(st, rc, false, uc->reused);
+            keel_upstream_fail(uc, rc);
             return;
         }
         if (uc->out.len < KEEL_PROXY_OUT_HIGH && uc->st)
@@ -237,28 +239,57 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
     }
     if (ev & (KEEL_IO_READ | KEEL_IO_ERROR)) {
         int rc = read_some(uc);
-        if (rc > 0) {
+        if (rc > 0 && uc->h2) {
+            struct keel_stream *st = uc->st;
+            rc = keel_uph2_consume(uc); /* the response reaches st through the session's callbacks */
+            if (rc < 0) {
+                if (!uc->closed)
+                    keel_upstream_fail(uc, rc);
+                return;
+            }
+            if (uc->closed)
+                return;
+            if (keel_upstream_flush(uc) < 0) {
+                keel_upstream_fail(uc, KEEL_ECLOSED);
+                return;
+            }
+            if (uc->st == st && st)
+                st->ds->ops->flush(st); /* what the callbacks gave the client goes out now */
+        } else if (rc > 0) {
             keel_stream_upstream_readable(uc->st);
         } else if (rc < 0 && rc != KEEL_EAGAIN) {
-            struct keel_stream *st = uc->st;
-            uc->st = NULL;
-            active_dec(uc);
-            upconn_close(uc);
-            keel_stream_upstream_failed(st, rc, false, uc->reused);
+            keel_upstream_fail(uc, rc);
         }
     }
 }
 
+void keel_upstream_fail(struct keel_upconn *uc, int err)
+{
+    struct keel_stream *st = uc->st;
+    bool reused = uc->reused;
+    uc->st = NULL;
+    active_dec(uc);
+    upconn_close(uc);
+    if (st)
+        keel_stream_upstream_failed(st, err, false, reused);
+}
+
+size_t keel_upstream_pending(const struct keel_upconn *uc)
+{
+    return uc->out.len + (uc->h2 ? keel_uph2_pending(uc) : 0);
+}
+
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
-                         const struct keel_endpoint *ep, int64_t connect_timeout_ns, struct keel_upconn **out)
+                         const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out)
 {
     const char *key = ep->hostport;
     struct keel_upool *p = pool_get(pw, key, true);
     struct keel_cluster_stats *cs = keel_stats_cluster(pw->stats, c->name);
-    if (p && p->idle) {
-        struct keel_upconn *uc = p->idle;
-        p->idle = uc->next_idle;
-        p->n_idle--;
+    int k = h2;
+    if (p && p->idle[k]) {
+        struct keel_upconn *uc = p->idle[k];
+        p->idle[k] = uc->next_idle;
+        p->n_idle[k]--;
         uc->next_idle = NULL;
         uc->st = st;
         uc->reused = true;
@@ -292,12 +323,22 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
     snprintf(uc->key, sizeof(uc->key), "%s", key);
     keel_buf_init(&uc->in, KEEL_PROXY_IN_MAX);
     keel_buf_init(&uc->out, KEEL_PROXY_OUT_MAX);
+    if (h2 && keel_uph2_new(uc) != 0) {
+        close(fd);
+        keel_buf_free(&uc->in);
+        keel_buf_free(&uc->out);
+        free(uc);
+        return KEEL_ENOMEM;
+    }
     keel_sock_set_nodelay(fd, true);
     keel_io_init(&uc->io, fd, on_io, uc);
     keel_timer_init(&uc->timer);
     uc->timer.data = uc;
     if (keel_io_start(pw->loop, &uc->io, KEEL_IO_WRITE | KEEL_IO_READ) != 0) {
         close(fd);
+        keel_uph2_free(uc);
+        keel_buf_free(&uc->in);
+        keel_buf_free(&uc->out);
         free(uc);
         return KEEL_ENOMEM;
     }
@@ -313,6 +354,11 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
 
 int keel_upstream_flush(struct keel_upconn *uc)
 {
+    if (uc->h2 && uc->connected) {
+        int rc = keel_uph2_produce(uc);
+        if (rc < 0)
+            return rc;
+    }
     while (uc->out.len > 0) {
         ssize_t n = keel_sock_write(uc->fd, uc->out.data, uc->out.len);
         if (n == KEEL_EAGAIN)
@@ -320,9 +366,7 @@ int keel_upstream_flush(struct keel_upconn *uc)
         if (n < 0)
             return (int)n;
         keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_TX_BYTES, n);
-        memmove(uc->out.data, uc->out.data + n, uc->out.len - (size_t)n);
-        uc->out.len -= (size_t)n;
-        uc->out.data[uc->out.len] = '\0';
+        keel_buf_consume(&uc->out, (size_t)n);
     }
     uint32_t want = (uc->io.events & KEEL_IO_READ) | (uc->out.len ? KEEL_IO_WRITE : 0);
     if (!want)
@@ -349,13 +393,15 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
     active_dec(uc);
     uc->st = NULL;
     uc->reused = false;
-    if (!keep_alive || uc->closed || !uc->connected || uc->in.len || uc->out.len || !p || uc->pw->draining) {
+    bool clean = uc->h2 ? keel_uph2_reusable(uc) : (uc->in.len == 0 && uc->out.len == 0);
+    if (!keep_alive || uc->closed || !uc->connected || !clean || !p || uc->pw->draining) {
         upconn_close(uc);
         return;
     }
-    uc->next_idle = p->idle;
-    p->idle = uc;
-    p->n_idle++;
+    int k = uc->h2 != NULL;
+    uc->next_idle = p->idle[k];
+    p->idle[k] = uc;
+    p->n_idle[k]++;
     keel_io_modify(&uc->io, KEEL_IO_READ);
     keel_timer_start(uc->pw->loop, &uc->timer, KEEL_PROXY_UP_IDLE_MS, on_timer, uc);
 }
@@ -379,8 +425,9 @@ void keel_upstream_pools_close(struct keel_pworker *pw)
     const struct keel_map_slot *s;
     while ((s = keel_map_next(&pw->pools, &it)) != NULL) {
         struct keel_upool *p = s->val;
-        while (p->idle)
-            upconn_close(p->idle); /* unlinks itself */
+        for (int k = 0; k < 2; k++)
+            while (p->idle[k])
+                upconn_close(p->idle[k]); /* unlinks itself */
     }
 }
 
