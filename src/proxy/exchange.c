@@ -485,7 +485,7 @@ static void stream_dispatch_upstream(struct keel_stream *st)
     st->attempts++;
     st->upstream_host = st->ep->hostport;
     st->upstream_start_ms = keel_loop_now_ms(pw->loop);
-    st->up_h2 = upstream_wants_h2(st, c);
+    st->up_h2 = !st->upgrade && upstream_wants_h2(st, c); /* WebSocket over HTTP/2 (RFC 8441) is not done */
     struct keel_upconn *uc;
     int rc = keel_upstream_attach(pw, st, c, st->ep, c->limits.connect_timeout, st->up_h2, &uc);
     if (rc != 0) {
@@ -595,6 +595,11 @@ static size_t request_fields(struct keel_stream *st, struct keel_http_header *h,
     }
     keel_u64_to_str(st->attempts, attempts);
     h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
+    const struct keel_str *up = st->upgrade ? keel_http_head_get(&st->req, "upgrade") : NULL;
+    if (up) { /* hop-by-hop, but the upgrade is asked of the upstream too (Envoy's upgrade_configs) */
+        h[n++] = (struct keel_http_header){keel_str_c("connection"), keel_str_c("upgrade")};
+        h[n++] = (struct keel_http_header){keel_str_c("upgrade"), *up};
+    }
     apply_ops(&a->headers.request, h, &n, cap - 2);
     if (dest)
         apply_ops(&dest->headers.request, h, &n, cap - 2);
@@ -781,7 +786,10 @@ static int send_response_head(struct keel_stream *st)
     bool keep_length = st->resp_h1.no_body && st->resp.status >= 200 && st->resp.status != 204;
     for (size_t i = 0; i < st->resp.nheaders && n < cap - 6; i++) {
         struct keel_str name = st->resp.headers[i].name;
-        if (hop_by_hop(name, &st->resp) || (!keep_length && keel_str_caseeq(name, keel_str_c("content-length"))))
+        bool tunnel_field = st->tunnel && (keel_str_caseeq(name, keel_str_c("connection")) ||
+                                           keel_str_caseeq(name, keel_str_c("upgrade")));
+        if ((hop_by_hop(name, &st->resp) && !tunnel_field) ||
+            (!keep_length && keel_str_caseeq(name, keel_str_c("content-length"))))
             continue;
         if (op_removes(&a->headers.response, name) || (dest && op_removes(&dest->headers.response, name)))
             continue;
@@ -920,7 +928,14 @@ void keel_stream_upstream_readable(struct keel_stream *st)
         }
         copy_response_head(st);
         keel_buf_consume(&uc->in, used);
-        if (st->resp_h1.no_body || st->resp_h1.tunnel)
+        if (st->resp_h1.tunnel && st->upgrade && st->resp.status == 101) {
+            /* WebSocket: after the 101 the connection is a byte pipe both ways */
+            st->tunnel = true;
+            st->resp_mode = KEEL_BODY_UNTIL_CLOSE;
+            st->req_mode = KEEL_BODY_UNTIL_CLOSE;
+            st->req_done = false;
+            st->replayable = false;
+        } else if (st->resp_h1.no_body || st->resp_h1.tunnel)
             st->resp_mode = KEEL_BODY_NONE;
         else if (st->resp.chunked)
             st->resp_mode = KEEL_BODY_CHUNKED;
@@ -931,11 +946,17 @@ void keel_stream_upstream_readable(struct keel_stream *st)
         st->resp_raw = true;
         st->resp_left = st->resp.content_length;
         keel_h1_chunked_init(&st->resp_ch);
-        st->resp_keep_alive = st->resp.keep_alive;
+        st->resp_keep_alive = st->resp.keep_alive && !st->tunnel;
         if (!response_head(st))
             return;
         if (st->resp_mode == KEEL_BODY_NONE)
             st->resp_done = true;
+        if (st->tunnel) {
+            st->ds->ops->pump(st); /* client bytes that came with or after the request head */
+            if (st->finished || !st->uc)
+                return;
+            keel_upstream_flush(st->uc);
+        }
     }
     if (st->finished)
         return;

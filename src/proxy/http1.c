@@ -128,9 +128,13 @@ static void conn_close(struct keel_hconn *dc)
     dc->closed = true;
     struct keel_stream *st = dc->st;
     if (st && !st->finished) {
-        st->flags |= KEEL_RF(DOWNSTREAM_CONNECTION_TERMINATION);
-        if (!st->details)
-            st->details = "downstream_remote_disconnect";
+        if (st->tunnel) {
+            st->resp_done = st->req_done = true; /* the client ended the upgraded connection: its normal end */
+        } else {
+            st->flags |= KEEL_RF(DOWNSTREAM_CONNECTION_TERMINATION);
+            if (!st->details)
+                st->details = "downstream_remote_disconnect";
+        }
         keel_stream_finish(st); /* frees it (done() sees dc->closed) */
     }
     dc->st = NULL;
@@ -182,7 +186,10 @@ static int h1_head(struct keel_stream *st, int status, struct keel_str reason, c
     for (size_t i = 0; i < n && m < cap; i++)
         all[m++] = h[i];
     char clen[KEEL_U64_STRLEN];
-    if (!st->local) {
+    if (st->tunnel) {
+        keep = true;           /* the 101 carries the upstream's Connection: upgrade, not close */
+        dc->ds.closing = true; /* and the connection ends with the tunnel */
+    } else if (!st->local) {
         if (st->resp_mode == KEEL_BODY_CHUNKED) {
             all[m++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
         } else if (st->resp.has_content_length) {
@@ -241,6 +248,13 @@ static void h1_pump(struct keel_stream *st)
     struct keel_hconn *dc = hconn(st);
     while (!st->req_done && dc->in.len > 0 && keel_stream_body_room(st)) {
         size_t take = 0;
+        if (st->req_mode == KEEL_BODY_UNTIL_CLOSE) { /* an upgraded connection: every byte, as it comes */
+            take = dc->in.len;
+            keel_stream_body_out(st, dc->in.data, take);
+            st->req_wire_bytes += take;
+            keel_buf_consume(&dc->in, take);
+            continue;
+        }
         if (st->req_mode == KEEL_BODY_LENGTH) {
             take = st->req_left < dc->in.len ? (size_t)st->req_left : dc->in.len;
             st->req_left -= take;
@@ -349,10 +363,14 @@ static void stream_start(struct keel_hconn *dc, const struct keel_http_head *hea
     if (!route)
         return;
     if (head->upgrade) {
-        /* WebSocket and CONNECT tunnels are not in this build yet */
-        dc->ds.closing = true;
-        keel_stream_local_reply(st, 501, 0, "upgrade_not_supported", "", 0, NULL, 0);
-        return;
+        const struct keel_str *up = keel_http_head_get(&st->req, "upgrade");
+        if (keel_str_eq_c(head->method, "CONNECT") || !up || !keel_str_caseeq(*up, keel_str_c("websocket"))) {
+            /* CONNECT tunnels and upgrades other than WebSocket are not in this build yet */
+            dc->ds.closing = true;
+            keel_stream_local_reply(st, 501, 0, "upgrade_not_supported", "", 0, NULL, 0);
+            return;
+        }
+        st->upgrade = true; /* Istio allows WebSocket upgrades on every HTTP route */
     }
     if (head->expect_continue && st->req_mode != KEEL_BODY_NONE) {
         /* the upstream decides; meanwhile tell the client to go on (as Envoy does by default) */

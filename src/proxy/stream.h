@@ -32,7 +32,7 @@ enum keel_body_mode {
     KEEL_BODY_NONE,
     KEEL_BODY_LENGTH,
     KEEL_BODY_CHUNKED,
-    KEEL_BODY_UNTIL_CLOSE,
+    KEEL_BODY_UNTIL_CLOSE, /* a response without length, or either direction of an upgraded connection */
 };
 
 struct keel_downstream;
@@ -118,7 +118,9 @@ struct keel_stream {
     bool resp_raw;        /* body() gets the upstream's HTTP/1.1 framing in raw (else the codec frames data) */
     struct keel_http_header *trailers; /* response trailers (HTTP/2 upstream), in the arena */
     size_t n_trailers;
-    bool local; /* answered by the proxy itself */
+    bool local;   /* answered by the proxy itself */
+    bool upgrade; /* the client asked for a protocol upgrade (WebSocket) */
+    bool tunnel;  /* the upstream agreed (101): bytes flow both ways until one side closes */
     int status;
     uint32_t flags;
     const char *details;
