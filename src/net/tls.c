@@ -28,6 +28,9 @@ struct keel_tls_ctx {
     size_t *n_hosts;
     unsigned char *alpn; /* wire format */
     size_t alpn_len;
+    bool client;
+    bool verify; /* client: check the server's chain and name */
+    char **sans; /* client: names accepted in the server's certificate (NULL-terminated), or NULL: the SNI */
 };
 
 struct keel_tls_conn {
@@ -169,11 +172,137 @@ void keel_tls_ctx_free(struct keel_tls_ctx *ctx)
             free(ctx->hosts[i][j]);
         free(ctx->hosts[i]);
     }
+    for (size_t i = 0; ctx->sans && ctx->sans[i]; i++)
+        free(ctx->sans[i]);
+    free(ctx->sans);
     free(ctx->ctxs);
     free(ctx->hosts);
     free(ctx->n_hosts);
     free(ctx->alpn);
     free(ctx);
+}
+
+static int alpn_wire(struct keel_tls_ctx *ctx, const char *const *alpn, size_t n)
+{
+    size_t alen = 0;
+    for (size_t i = 0; i < n; i++)
+        alen += 1 + strlen(alpn[i]);
+    if (!alen)
+        return 0;
+    ctx->alpn = malloc(alen);
+    if (!ctx->alpn)
+        return KEEL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(alpn[i]);
+        ctx->alpn[ctx->alpn_len++] = (unsigned char)l;
+        memcpy(ctx->alpn + ctx->alpn_len, alpn[i], l);
+        ctx->alpn_len += l;
+    }
+    return 0;
+}
+
+int keel_tls_client_ctx_new(const struct keel_tls_client_options *o, struct keel_tls_ctx **out, char *err,
+                            size_t errlen)
+{
+    struct keel_tls_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return KEEL_ENOMEM;
+    ctx->refs = 1;
+    ctx->client = true;
+    ctx->verify = o->verify;
+    ctx->ctxs = calloc(1, sizeof(*ctx->ctxs));
+    ctx->hosts = calloc(1, sizeof(*ctx->hosts));
+    ctx->n_hosts = calloc(1, sizeof(*ctx->n_hosts));
+    ctx->sans = o->n_sans ? calloc(o->n_sans + 1, sizeof(char *)) : NULL;
+    if (!ctx->ctxs || !ctx->hosts || !ctx->n_hosts || (o->n_sans && !ctx->sans) ||
+        alpn_wire(ctx, o->alpn, o->n_alpn) != 0) {
+        keel_tls_ctx_free(ctx);
+        return KEEL_ENOMEM;
+    }
+    for (size_t i = 0; i < o->n_sans; i++)
+        if (!(ctx->sans[i] = strdup(o->sans[i]))) {
+            keel_tls_ctx_free(ctx);
+            return KEEL_ENOMEM;
+        }
+    SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+    if (!sc) {
+        keel_tls_ctx_free(ctx);
+        return KEEL_ENOMEM;
+    }
+    ctx->ctxs[ctx->n++] = sc;
+    SSL_CTX_set_min_proto_version(sc, version_of(o->min_version, TLS1_2_VERSION));
+    SSL_CTX_set_max_proto_version(sc, version_of(o->max_version, TLS1_3_VERSION));
+    SSL_CTX_set_mode(sc,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION);
+    if (ctx->alpn_len)
+        SSL_CTX_set_alpn_protos(sc, ctx->alpn, (unsigned)ctx->alpn_len);
+    if (o->verify) {
+        SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+        if (o->ca_pem) {
+            X509_STORE *store = SSL_CTX_get_cert_store(sc);
+            BIO *b = BIO_new_mem_buf(o->ca_pem, (int)o->ca_len);
+            X509 *x;
+            size_t n = 0;
+            while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+                X509_STORE_add_cert(store, x);
+                X509_free(x);
+                n++;
+            }
+            BIO_free(b);
+            ERR_clear_error();
+            if (n == 0) {
+                snprintf(err, errlen, "caCertificates holds no PEM certificate");
+                keel_tls_ctx_free(ctx);
+                return KEEL_EINVAL;
+            }
+        } else if (!SSL_CTX_set_default_verify_paths(sc)) {
+            ERR_clear_error();
+        }
+    }
+    if (o->cert_pem) {
+        struct keel_tls_cert c = {
+            .cert_pem = o->cert_pem, .cert_len = o->cert_len, .key_pem = o->key_pem, .key_len = o->key_len};
+        int rc = load_cert(sc, &c, err, errlen);
+        if (rc) {
+            keel_tls_ctx_free(ctx);
+            return rc;
+        }
+    }
+    *out = ctx;
+    return 0;
+}
+
+int keel_tls_connect(struct keel_tls_ctx *ctx, int fd, const char *sni, struct keel_tls_conn **out)
+{
+    struct keel_tls_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return KEEL_ENOMEM;
+    c->ctx = ctx;
+    c->ssl = SSL_new(ctx->ctxs[0]);
+    if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+        SSL_free(c->ssl);
+        free(c);
+        return KEEL_ENOMEM;
+    }
+    if (sni && *sni)
+        SSL_set_tlsext_host_name(c->ssl, sni);
+    if (ctx->verify) {
+        /* the server's certificate must name one of the SANs, else the SNI (RFC 6125 rules, wildcards too) */
+        X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+        if (ctx->sans) {
+            for (size_t i = 0; ctx->sans[i]; i++)
+                X509_VERIFY_PARAM_add1_host(vp, ctx->sans[i], 0);
+        } else if (sni && *sni) {
+            X509_VERIFY_PARAM_set1_host(vp, sni, 0);
+        }
+    }
+    SSL_set_app_data(c->ssl, c);
+    SSL_set_connect_state(c->ssl);
+    ctx->refs++;
+    c->want = KEEL_IO_WRITE;
+    *out = c;
+    return 0;
 }
 
 int keel_tls_server_ctx_new(const struct keel_tls_server_options *o, struct keel_tls_ctx **out, char *err,

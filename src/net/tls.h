@@ -52,6 +52,30 @@ int keel_tls_server_ctx_new(const struct keel_tls_server_options *o, struct keel
                             size_t errlen);
 void keel_tls_ctx_free(struct keel_tls_ctx *ctx);
 
+/* A client configuration (TLS origination to upstreams, DestinationRule `tls`). */
+struct keel_tls_client_options {
+    const char *ca_pem; /* trust anchors (PEM); NULL = the system's roots */
+    size_t ca_len;
+    const char *cert_pem; /* client certificate and key (MUTUAL), or NULL */
+    size_t cert_len;
+    const char *key_pem;
+    size_t key_len;
+    bool verify;                     /* false: insecureSkipVerify (no chain or name check) */
+    const char *const *sans;         /* names the server certificate must carry (any of them); none: the SNI */
+    size_t n_sans;
+    const char *const *alpn; /* protocols offered, e.g. {"h2"}; NULL = none */
+    size_t n_alpn;
+    int min_version; /* 0 = TLS 1.2, else 10..13 */
+    int max_version; /* 0 = TLS 1.3 */
+};
+
+/* Builds a client context. Returns 0, or KEEL_EINVAL with a reason in err (bad PEM, key not matching). */
+int keel_tls_client_ctx_new(const struct keel_tls_client_options *o, struct keel_tls_ctx **out, char *err,
+                            size_t errlen);
+/* Starts a client-side TLS connection on a connected fd, sending sni (may be NULL) and checking the server's
+ * certificate as the context says (the SNI is the name checked when the context has no SANs). */
+int keel_tls_connect(struct keel_tls_ctx *ctx, int fd, const char *sni, struct keel_tls_conn **out);
+
 /* Starts a server-side TLS connection on fd. Returns 0 or KEEL_ENOMEM. */
 int keel_tls_accept(struct keel_tls_ctx *ctx, int fd, struct keel_tls_conn **out);
 void keel_tls_conn_free(struct keel_tls_conn *c);

@@ -80,7 +80,7 @@ static void on_accept(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
 }
 
 /* Whole file into the arena (certificates and keys are small); NULL when unreadable. */
-static char *read_file(struct keel_arena *a, const char *path, size_t *len)
+char *keel_read_file(struct keel_arena *a, const char *path, size_t *len)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
@@ -150,8 +150,8 @@ static int build_tls(struct keel_pworker *pw, const struct keel_listener *sl, st
             c->key_pem = sec->key;
             c->key_len = sec->key_len;
         } else {
-            c->cert_pem = ch->tls.server_certificate ? read_file(a, ch->tls.server_certificate, &c->cert_len) : NULL;
-            c->key_pem = ch->tls.private_key ? read_file(a, ch->tls.private_key, &c->key_len) : NULL;
+            c->cert_pem = ch->tls.server_certificate ? keel_read_file(a, ch->tls.server_certificate, &c->cert_len) : NULL;
+            c->key_pem = ch->tls.private_key ? keel_read_file(a, ch->tls.private_key, &c->key_len) : NULL;
             if (!c->cert_pem || !c->key_pem) {
                 if (pw->index == 0)
                     keel_log(KEEL_LOG_ERROR, "listener %s: cannot read serverCertificate %s / privateKey %s",

@@ -7,6 +7,7 @@
  *   http1.c     downstream HTTP/1.1 connections (stream.h: the codec interface)
  *   http2.c     downstream HTTP/2 connections (h2c prior knowledge, ALPN h2), nghttp2
  *   exchange.c  one request exchange whatever the client's protocol: route, upstream, response
+ *   upstream_tls.c TLS origination (DestinationRule tls SIMPLE/MUTUAL): client contexts per worker
  *   upstream_h2.c  HTTP/2 to upstreams (gRPC, http2 ports, h2UpgradePolicy UPGRADE), nghttp2
  *   upstream.c  upstream connections, per-worker pools, endpoint choice
  *   tcp.c       L4 sessions: TCP proxying and TLS passthrough by SNI (sni.c)
@@ -75,11 +76,12 @@ struct keel_plistener {
     uint64_t tls_version;     /* snapshot version the context was built from */
 };
 
-/* Idle upstream connections to one endpoint ("ip:port"), per protocol ([0] HTTP/1.1, [1] HTTP/2). */
+/* Idle upstream connections to one endpoint ("ip:port"), per kind: [0] HTTP/1.1, [1] HTTP/2, [2] and [3] the
+ * same over TLS (a TLS connection is reused only for the same client context). */
 struct keel_upool {
     char key[KEEL_ADDR_STRLEN];
-    struct keel_upconn *idle[2]; /* LIFO */
-    size_t n_idle[2];
+    struct keel_upconn *idle[4]; /* LIFO */
+    size_t n_idle[4];
     size_t active; /* requests in flight to this endpoint from this worker (least-request LB) */
 };
 
@@ -95,6 +97,7 @@ struct keel_pworker {
     struct keel_plistener *listeners;
     struct keel_map pools;               /* endpoint key -> struct keel_upool * */
     struct keel_map rr;                  /* cluster name -> round-robin cursor (uintptr_t) */
+    struct keel_map tls_clients; /* "cluster|h2" -> upstream TLS context (upstream_tls.c) */
     uint64_t rng;                        /* xorshift state */
     size_t conns;                        /* open downstream connections */
     bool draining;                       /* listeners closed; keep-alive connections close after their request */
@@ -142,6 +145,8 @@ const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime 
 void keel_listeners_reconcile(struct keel_pworker *pw);
 /* Closes every listener (drain or shutdown). */
 void keel_listeners_close(struct keel_pworker *pw);
+/* A whole (small: certificates, keys) file in a's memory, NUL-terminated; NULL when unreadable or over 4 MiB. */
+char *keel_read_file(struct keel_arena *a, const char *path, size_t *len);
 
 /* ---- http1.c ------------------------------------------------------------------------------------------------- */
 
@@ -187,7 +192,10 @@ struct keel_upconn {
     struct keel_stream *st; /* NULL while pooled */
     struct keel_cluster_stats *cstats;
     struct keel_upconn *next_idle;
-    struct keel_uph2 *h2; /* HTTP/2 session (upstream_h2.c), or NULL: HTTP/1.1 */
+    struct keel_tls_ctx *tls_ctx; /* TLS origination: the context asked for (owned by the worker's cache) */
+    const char *sni;              /* and the SNI to send (owned by the cache entry) */
+    struct keel_tls_conn *tls;    /* the TLS connection once TCP is up, or NULL */
+    struct keel_uph2 *h2;         /* HTTP/2 session (upstream_h2.c), or NULL: HTTP/1.1 */
     bool connected;
     bool reused; /* came from the pool for the current request */
     bool closed;
@@ -220,6 +228,14 @@ void keel_upstream_state_free(struct keel_pworker *pw);
 /* Counts a connection to ep that is not from the pool (tcp.c) in the endpoint's in-flight count, which
  * LEAST_REQUEST compares: +1 when it opens, -1 when it closes. */
 void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta);
+
+/* ---- upstream_tls.c ------------------------------------------------------------------------------------------- */
+
+/* The client TLS context for attempts to cluster c (NULL: plain text, or a context that could not be built,
+ * logged), and the SNI to send. Built on first use per snapshot version, then cached on the worker. */
+struct keel_tls_ctx *keel_upstream_tls_ctx(struct keel_pworker *pw, const struct keel_cluster *c, bool h2,
+                                           const char **sni);
+void keel_upstream_tls_free(struct keel_pworker *pw);
 
 /* ---- upstream_h2.c -------------------------------------------------------------------------------------------- */
 

@@ -764,6 +764,7 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
                   (uint64_t)getpid();
         keel_map_init(&pw->pools);
         keel_map_init(&pw->rr);
+        keel_map_init(&pw->tls_clients);
         keel_buf_init(&pw->logline, 64 * 1024);
     }
     struct keel_workers_config wc = {.count = n, .init = worker_init, .fini = worker_fini, .data = rt};

@@ -118,12 +118,17 @@ static void free_later(struct keel_loop *loop, struct keel_defer *d)
     free(uc);
 }
 
+static int pool_kind(bool h2, bool tls)
+{
+    return (h2 ? 1 : 0) + (tls ? 2 : 0);
+}
+
 static void pool_remove(struct keel_upconn *uc)
 {
     struct keel_upool *p = pool_get(uc->pw, uc->key, false);
     if (!p)
         return;
-    int k = uc->h2 != NULL;
+    int k = pool_kind(uc->h2 != NULL, uc->tls_ctx != NULL);
     for (struct keel_upconn **pp = &p->idle[k]; *pp; pp = &(*pp)->next_idle) {
         if (*pp == uc) {
             *pp = uc->next_idle;
@@ -150,6 +155,8 @@ static void upconn_close(struct keel_upconn *uc)
         pool_remove(uc);
     keel_io_stop(&uc->io);
     keel_timer_stop(&uc->timer);
+    keel_tls_conn_free(uc->tls);
+    uc->tls = NULL;
     if (uc->fd >= 0)
         close(uc->fd);
     uc->fd = -1;
@@ -180,12 +187,18 @@ static int read_some(struct keel_upconn *uc)
     if (room == 0)
         return 0;
     char tmp[KEEL_PROXY_READ_CHUNK];
-    ssize_t n = keel_sock_read(uc->fd, tmp, room < sizeof(tmp) ? room : sizeof(tmp));
-    if (n > 0) {
-        keel_buf_append(&uc->in, tmp, (size_t)n);
-        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_RX_BYTES, n);
-        return (int)n;
-    }
+    ssize_t total = 0, n;
+    do { /* TLS may hold more decrypted records than the socket announces */
+        size_t want = room - (size_t)total < sizeof(tmp) ? room - (size_t)total : sizeof(tmp);
+        n = uc->tls ? keel_tls_read(uc->tls, tmp, want) : keel_sock_read(uc->fd, tmp, want);
+        if (n > 0) {
+            keel_buf_append(&uc->in, tmp, (size_t)n);
+            keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_RX_BYTES, n);
+            total += n;
+        }
+    } while (n > 0 && uc->tls && (size_t)total < room);
+    if (total > 0)
+        return (int)total;
     return n == 0 ? KEEL_ECLOSED : (int)n;
 }
 
@@ -194,10 +207,29 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
     (void)loop;
     struct keel_upconn *uc = io->data;
     if (!uc->connected) {
-        if (!(ev & (KEEL_IO_WRITE | KEEL_IO_ERROR)))
-            return;
-        int rc = keel_sock_connect_result(uc->fd);
         struct keel_stream *st = uc->st;
+        int rc = 0;
+        if (uc->tls) {
+            rc = keel_tls_handshake(uc->tls); /* TCP is up; TLS origination in progress */
+            if (rc == KEEL_EAGAIN) {
+                keel_io_modify(&uc->io, keel_tls_want(uc->tls));
+                return;
+            }
+            if (rc != 0)
+                keel_log(KEEL_LOG_DEBUG, "TLS to %s (SNI %s) failed: %s", uc->key, uc->sni ? uc->sni : "-",
+                         keel_tls_error(uc->tls));
+        } else {
+            if (!(ev & (KEEL_IO_WRITE | KEEL_IO_ERROR)))
+                return;
+            rc = keel_sock_connect_result(uc->fd);
+            if (rc == 0 && uc->tls_ctx) {
+                rc = keel_tls_connect(uc->tls_ctx, uc->fd, uc->sni, &uc->tls);
+                if (rc == 0) {
+                    on_io(loop, io, KEEL_IO_WRITE); /* the ClientHello goes out now */
+                    return;
+                }
+            }
+        }
         if (rc != 0) {
             keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
             uc->st = NULL;
@@ -215,6 +247,14 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         keel_io_modify(&uc->io, KEEL_IO_READ);
         if (st)
             keel_stream_upstream_ready(st);
+        return;
+    }
+    if (!uc->st && uc->tls && !uc->h2 && (ev & KEEL_IO_READ)) {
+        /* pooled TLS: records without data (TLS 1.3 session tickets) are fine; data or EOF ends it */
+        char b[1];
+        if (keel_tls_read(uc->tls, b, 1) == KEEL_EAGAIN)
+            return;
+        upconn_close(uc);
         return;
     }
     if (!uc->st) {
@@ -285,10 +325,19 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
     const char *key = ep->hostport;
     struct keel_upool *p = pool_get(pw, key, true);
     struct keel_cluster_stats *cs = keel_stats_cluster(pw->stats, c->name);
-    int k = h2;
-    if (p && p->idle[k]) {
-        struct keel_upconn *uc = p->idle[k];
-        p->idle[k] = uc->next_idle;
+    const char *sni = NULL;
+    struct keel_tls_ctx *tctx = keel_upstream_tls_ctx(pw, c, h2, &sni);
+    if (!tctx && (c->tls.mode == KEEL_CLUSTER_TLS_SIMPLE || c->tls.mode == KEEL_CLUSTER_TLS_MUTUAL)) {
+        keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        return KEEL_EINVAL; /* the context could not be built (logged): never fall back to plain text */
+    }
+    int k = pool_kind(h2, tctx != NULL);
+    struct keel_upconn **pp = p ? &p->idle[k] : NULL;
+    while (pp && *pp && (*pp)->tls_ctx != tctx)
+        pp = &(*pp)->next_idle;
+    if (pp && *pp) {
+        struct keel_upconn *uc = *pp;
+        *pp = uc->next_idle;
         p->n_idle[k]--;
         uc->next_idle = NULL;
         uc->st = st;
@@ -320,6 +369,8 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
     uc->fd = fd;
     uc->st = st;
     uc->cstats = cs;
+    uc->tls_ctx = tctx;
+    uc->sni = sni;
     snprintf(uc->key, sizeof(uc->key), "%s", key);
     keel_buf_init(&uc->in, KEEL_PROXY_IN_MAX);
     keel_buf_init(&uc->out, KEEL_PROXY_OUT_MAX);
@@ -360,7 +411,8 @@ int keel_upstream_flush(struct keel_upconn *uc)
             return rc;
     }
     while (uc->out.len > 0) {
-        ssize_t n = keel_sock_write(uc->fd, uc->out.data, uc->out.len);
+        ssize_t n = uc->tls ? keel_tls_write(uc->tls, uc->out.data, uc->out.len)
+                            : keel_sock_write(uc->fd, uc->out.data, uc->out.len);
         if (n == KEEL_EAGAIN)
             break;
         if (n < 0)
@@ -398,7 +450,7 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
         upconn_close(uc);
         return;
     }
-    int k = uc->h2 != NULL;
+    int k = pool_kind(uc->h2 != NULL, uc->tls_ctx != NULL);
     uc->next_idle = p->idle[k];
     p->idle[k] = uc;
     p->n_idle[k]++;
@@ -425,7 +477,7 @@ void keel_upstream_pools_close(struct keel_pworker *pw)
     const struct keel_map_slot *s;
     while ((s = keel_map_next(&pw->pools, &it)) != NULL) {
         struct keel_upool *p = s->val;
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 4; k++)
             while (p->idle[k])
                 upconn_close(p->idle[k]); /* unlinks itself */
     }
@@ -434,6 +486,7 @@ void keel_upstream_pools_close(struct keel_pworker *pw)
 void keel_upstream_state_free(struct keel_pworker *pw)
 {
     keel_upstream_pools_close(pw);
+    keel_upstream_tls_free(pw);
     size_t it = 0;
     const struct keel_map_slot *s;
     while ((s = keel_map_next(&pw->pools, &it)) != NULL)
