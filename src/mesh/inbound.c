@@ -114,10 +114,15 @@ static struct keel_inbound *add_port(struct keel_snapshot_build *b, struct ibuil
 static void add_service_name(struct keel_snapshot_build *b, struct keel_inbound *in, const char *host, uint32_t port)
 {
     const char **v = keel_arena_xalloc(b->arena, (in->n_services + 1) * sizeof(char *));
-    if (in->n_services)
+    uint32_t *p = keel_arena_xalloc(b->arena, (in->n_services + 1) * sizeof(uint32_t));
+    if (in->n_services) {
         memcpy(v, in->services, in->n_services * sizeof(char *));
-    v[in->n_services++] = keel_arena_printf(b->arena, "%s:%u", host, port);
+        memcpy(p, in->service_ports, in->n_services * sizeof(uint32_t));
+    }
+    v[in->n_services] = keel_arena_printf(b->arena, "%s:%u", host, port);
+    p[in->n_services++] = port;
     in->services = v;
+    in->service_ports = p;
 }
 
 /* Sets address/app_port from a Sidecar defaultEndpoint; false (after a warning) when malformed. */

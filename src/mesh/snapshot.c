@@ -536,6 +536,16 @@ const struct keel_inbound *keel_snapshot_inbound(const struct keel_snapshot *s, 
     return NULL;
 }
 
+const struct keel_inbound *keel_snapshot_inbound_for_authority(const struct keel_snapshot *s, uint32_t port)
+{
+    const struct keel_inbound *in = keel_snapshot_inbound(s, port);
+    for (size_t i = 0; !in && i < s->n_inbound; i++)
+        for (size_t k = 0; k < s->inbound[i].n_services; k++)
+            if (s->inbound[i].service_ports[k] == port)
+                return &s->inbound[i];
+    return in;
+}
+
 const struct keel_cluster *keel_snapshot_cluster(const struct keel_snapshot *s, const char *name)
 {
     return keel_clusters_find(s->cs, name);

@@ -124,6 +124,7 @@ struct keel_inbound {
     uint32_t app_port;           /* 0 for unix sockets */
     const char *endpoint;        /* "127.0.0.1:9080", "[::1]:9080" or the unix:// address */
     const char *const *services; /* "<host>:<service port>" of every service port landing here */
+    const uint32_t *service_ports; /* their service port numbers */
     size_t n_services;
     const char *source; /* "Sidecar ns/name spec.ingress[i]" or "Service ns/name", "ServiceEntry ns/name" */
     const char *cluster_name;
@@ -171,6 +172,9 @@ const struct keel_tcp_table *keel_snapshot_tcp_table(const struct keel_snapshot 
 /* The sidecar's inbound ports, sorted by port (none for routers), and one by port (NULL when none). */
 const struct keel_inbound *keel_snapshot_inbounds(const struct keel_snapshot *s, size_t *n);
 const struct keel_inbound *keel_snapshot_inbound(const struct keel_snapshot *s, uint32_t port);
+/* For a request to the inbound address itself, by its authority's port: the inbound port of that number, else
+ * the first whose services use that service port; NULL when none. */
+const struct keel_inbound *keel_snapshot_inbound_for_authority(const struct keel_snapshot *s, uint32_t port);
 
 /* Cluster by name, or NULL; and every cluster sorted by name. */
 const struct keel_cluster *keel_snapshot_cluster(const struct keel_snapshot *s, const char *name);
