@@ -116,14 +116,14 @@ struct keel_listener {
  * cluster `inbound|<port>||` (one endpoint: the app). HTTP ports have a route table of that name (every request
  * to the app); other ports a TCP table of that name. */
 struct keel_inbound {
-    uint32_t port;               /* the workload port peers dial (endpoint port: targetPort / WorkloadEntry ports /
-                                    Sidecar ingress port) */
-    const char *port_name;       /* may be "" */
-    enum keel_proto proto;       /* HTTP family: routes; anything else (sniffed included): TCP */
-    const char *address;         /* where the app listens: "127.0.0.1", "::1" or "unix:///path" */
-    uint32_t app_port;           /* 0 for unix sockets */
-    const char *endpoint;        /* "127.0.0.1:9080", "[::1]:9080" or the unix:// address */
-    const char *const *services; /* "<host>:<service port>" of every service port landing here */
+    uint32_t port;                 /* the workload port peers dial (endpoint port: targetPort / WorkloadEntry ports /
+                                      Sidecar ingress port) */
+    const char *port_name;         /* may be "" */
+    enum keel_proto proto;         /* HTTP family: routes; anything else (sniffed included): TCP */
+    const char *address;           /* where the app listens: "127.0.0.1", "::1" or "unix:///path" */
+    uint32_t app_port;             /* 0 for unix sockets */
+    const char *endpoint;          /* "127.0.0.1:9080", "[::1]:9080" or the unix:// address */
+    const char *const *services;   /* "<host>:<service port>" of every service port landing here */
     const uint32_t *service_ports; /* their service port numbers */
     size_t n_services;
     const char *source; /* "Sidecar ns/name spec.ingress[i]" or "Service ns/name", "ServiceEntry ns/name" */

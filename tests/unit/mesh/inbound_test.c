@@ -73,12 +73,18 @@ static void test_service_entry_ports(void **state)
     assert_int_equal(v[2].port, 19090);
     assert_null(keel_snapshot_inbound(f.snap, 7777));
     assert_null(keel_snapshot_inbound(f.snap, 9080));
+    /* the inbound address itself: by workload port, else by service port */
+    assert_int_equal(keel_snapshot_inbound_for_authority(f.snap, 19080)->port, 19080);
+    assert_int_equal(keel_snapshot_inbound_for_authority(f.snap, 9080)->port, 19080);
+    assert_int_equal(keel_snapshot_inbound_for_authority(f.snap, 9090)->port, 19090);
+    assert_null(keel_snapshot_inbound_for_authority(f.snap, 7777));
 
     const struct keel_inbound *http = inbound(&f, 19080);
     assert_string_equal(http->cluster_name, "inbound|19080||");
     assert_string_equal(http->endpoint, "127.0.0.1:19080");
     assert_int_equal(http->n_services, 1);
     assert_string_equal(http->services[0], "reviews.default.svc.cluster.local:9080");
+    assert_int_equal(http->service_ports[0], 9080);
     assert_non_null(http->routes);
     assert_null(http->tcp);
     assert_ptr_equal(keel_snapshot_route_table(f.snap, "inbound|19080||"), http->routes);
