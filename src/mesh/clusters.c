@@ -1071,6 +1071,10 @@ static void inbound_clusters(struct keel_snapshot_build *b, const struct svcb *s
         c->port = in->port;
         c->type = KEEL_CLUSTER_EDS;
         c->lb.policy = KEEL_LB_ROUND_ROBIN;
+        /* the port's protocol, so HTTP2/gRPC ports reach the app over HTTP/2 like outbound ones (no service) */
+        struct keel_svc_port *sp = keel_arena_xalloc(b->arena, sizeof(*sp));
+        *sp = (struct keel_svc_port){.number = in->port, .name = in->port_name, .proto = in->proto};
+        c->service_port = sp;
         struct keel_arena_vec eps = {0};
         add_ep(b, &eps, in->address, in->app_port, 1, b->id->labels, b->id->n_labels, in->source);
         c->endpoints = eps.v;

@@ -163,6 +163,9 @@ static void test_kubernetes_service(void **state)
     const struct keel_inbound *grpc = inbound(&f, 9443);
     assert_int_equal(grpc->proto, KEEL_PROTO_GRPC);
     assert_non_null(grpc->routes);
+    /* the cluster carries the port's protocol (the proxy speaks HTTP/2 to gRPC apps) */
+    assert_int_equal(grpc->cluster->service_port->proto, KEEL_PROTO_GRPC);
+    assert_null(grpc->cluster->service);
     assert_true(has_diag(&f, "named targetPort \"nosuch\""));
     fx_free(&f);
 }
