@@ -3,18 +3,18 @@
  *
  *   keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR] [--concurrency N]
  *   keel proxy sidecar --config DIR (--workload NAME.NS | --labels k=v,... [--namespace NS])
- *                      [--service-account SA] [--outbound ADDR] [--admin ADDR] [--concurrency N]
+ *                      [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR] [--concurrency N]
  *   keel proxy wait    [--admin ADDR] [--timeout SECONDS]
  *   common: [--dns-server IP:PORT[,IP:PORT...]] (else $KEEL_DNS_SERVER, else /etc/resolv.conf)
  *
  * Bad arguments end with exit status 2 and a message naming the flag: numbers must be whole numbers in
- * range (no silent 0 for "--concurrency abc"), and --inbound is refused until the sidecar inbound
- * listener exists rather than accepted and ignored.
+ * range (no silent 0 for "--concurrency abc"), and --inbound must be IP:PORT (a sidecar's, never a router's).
  */
 #include "base/arena.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "config/schema.h"
+#include "net/sock.h"
 #include "proxy/proxy.h"
 
 #include <getopt.h>
@@ -29,7 +29,7 @@ static void usage(FILE *fp)
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
             "                          [--dns-server IP:PORT[,IP:PORT...]]\n"
             "       keel proxy sidecar --config DIR (--workload NAME.NAMESPACE | --labels k=v,... [--namespace NS])\n"
-            "                          [--service-account SA] [--outbound ADDR] [--admin ADDR]\n"
+            "                          [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
             "                          [--dns-server IP:PORT[,IP:PORT...]]\n"
             "       keel proxy wait    [--admin ADDR] [--timeout SECONDS]\n"
@@ -37,7 +37,9 @@ static void usage(FILE *fp)
             "router:  serves every server of every Gateway whose selector matches --labels (default\n"
             "         istio=ingressgateway), on the server's port.\n"
             "sidecar: an outbound HTTP listener (default 127.0.0.1:15001, usable as the app's http_proxy)\n"
-            "         that routes by Host and port with the mesh's VirtualServices and DestinationRules.\n"
+            "         that routes by Host and port with the mesh's VirtualServices and DestinationRules;\n"
+            "         an inbound listener (default 127.0.0.1:15006, HTTP by the Host's port) and one per port\n"
+            "         of the workload on the inbound IP, forwarding to the app (docs/proxy.md \"Inbound\").\n"
             "The config folder is watched: valid changes apply without dropping connections; invalid ones\n"
             "are refused and the last good config keeps serving. Admin API on --admin (127.0.0.1:15000).\n"
             "ServiceEntry endpoints that are DNS names are resolved with /etc/hosts and the servers of\n"
@@ -103,6 +105,7 @@ int keel_cmd_proxy(int argc, char **argv)
     };
     struct keel_arena *a = keel_arena_new(4096);
     struct keel_proxy_options o = {.watch = true, .outbound_addr = "127.0.0.1:15001", .drain_seconds = 5};
+    const char *inbound = NULL;
     unsigned timeout = 60;
     const char *labels = NULL;
     int c;
@@ -134,12 +137,17 @@ int keel_cmd_proxy(int argc, char **argv)
         case 'o':
             o.outbound_addr = optarg;
             break;
-        case 'i':
-            fprintf(stderr,
-                    "keel proxy: --inbound %s: the sidecar inbound listener is not implemented yet, so nothing "
-                    "would listen there (see docs/proxy.md)\n",
-                    optarg);
-            goto usage_error;
+        case 'i': {
+            struct keel_addr probe;
+            if (keel_addr_parse(optarg, &probe) != 0 || keel_addr_port(&probe) == 0) {
+                fprintf(stderr,
+                        "keel proxy: --inbound wants IP:PORT (e.g. 127.0.0.1:15006 or [::1]:15006), got \"%s\"\n",
+                        optarg);
+                goto usage_error;
+            }
+            inbound = optarg;
+            break;
+        }
         case 't':
             if (!parse_count("timeout", optarg, 86400, &timeout))
                 goto usage_error;
@@ -193,6 +201,13 @@ int keel_cmd_proxy(int argc, char **argv)
         keel_arena_free(a);
         return KEEL_EXIT_USAGE;
     }
+    if (inbound && o.mode != KEEL_PROXY_MODE_SIDECAR) {
+        fprintf(stderr, "keel proxy: --inbound is for sidecars (a router serves its Gateways' ports)\n");
+        keel_arena_free(a);
+        return KEEL_EXIT_USAGE;
+    }
+    if (o.mode == KEEL_PROXY_MODE_SIDECAR)
+        o.inbound_addr = inbound ? inbound : "127.0.0.1:15006";
     if (!o.config_dir) {
         fprintf(stderr, "keel proxy: --config DIR is required\n");
         keel_arena_free(a);

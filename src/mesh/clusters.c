@@ -29,6 +29,7 @@
 #include "config/resource.h"
 #include "config/selector.h"
 #include "config/store.h"
+#include "mesh/inbound.h"
 #include "mesh/snapshot.h"
 
 #include <arpa/inet.h>
@@ -1050,6 +1051,39 @@ static void special_cluster(struct keel_snapshot_build *b, struct keel_arena_vec
     apply_pool(b, c, NULL);
 }
 
+/* `inbound|<port>||`: one endpoint, the app (mesh/inbound.h); default connection settings. */
+static void inbound_clusters(struct keel_snapshot_build *b, const struct svcb *svcs, size_t n,
+                             struct keel_arena_vec *out)
+{
+    struct keel_inbound_svc *v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        v[i] = (struct keel_inbound_svc){svcs[i].pub, svcs[i].res};
+    keel_inbound_collect(b, v, n);
+    free(v);
+    for (size_t i = 0; i < b->n_inbound; i++) {
+        struct keel_inbound *in = &b->inbound[i];
+        struct keel_cluster *c = keel_arena_xalloc(b->arena, sizeof(*c));
+        *(struct keel_cluster **)keel_arena_vec_push(b->arena, out, sizeof(c)) = c;
+        c->name = in->cluster_name;
+        c->subset = "";
+        c->port = in->port;
+        c->type = KEEL_CLUSTER_EDS;
+        c->lb.policy = KEEL_LB_ROUND_ROBIN;
+        /* the port's protocol, so HTTP2/gRPC ports reach the app over HTTP/2 like outbound ones (no service) */
+        struct keel_svc_port *sp = keel_arena_xalloc(b->arena, sizeof(*sp));
+        *sp = (struct keel_svc_port){.number = in->port, .name = in->port_name, .proto = in->proto};
+        c->service_port = sp;
+        struct keel_arena_vec eps = {0};
+        add_ep(b, &eps, in->address, in->app_port, 1, b->id->labels, b->id->n_labels, in->source);
+        c->endpoints = eps.v;
+        c->n_endpoints = eps.n;
+        apply_pool(b, c, NULL);
+        in->cluster = c;
+    }
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -1102,6 +1136,7 @@ struct keel_cluster_set *keel_clusters_build(struct keel_snapshot_build *b)
         qsort(dn.list.v, dn.list.n, sizeof(char *), cmp_str);
     cs->dns_names = dn.list.v;
     cs->n_dns_names = dn.list.n;
+    inbound_clusters(b, svcs, n, &out);
     special_cluster(b, &out, "PassthroughCluster", KEEL_CLUSTER_ORIGINAL_DST);
     special_cluster(b, &out, "BlackHoleCluster", KEEL_CLUSTER_BLACKHOLE);
     qsort(out.v, out.n, sizeof(struct keel_cluster *), cmp_cluster);

@@ -26,6 +26,7 @@
 #include "config/resource.h"
 #include "config/selector.h"
 #include "config/store.h"
+#include "mesh/inbound.h"
 #include "mesh/regex.h"
 #include "mesh/vhosts.h"
 
@@ -49,6 +50,8 @@ struct keel_snapshot {
     const struct keel_tcp_table **tcp;
     size_t n_tcp;
     struct keel_cluster_set *cs;
+    const struct keel_inbound *inbound;
+    size_t n_inbound;
     struct keel_diag *diags;
     size_t n_diags, cap_diags;
     struct keel_regex *regexes;
@@ -344,7 +347,8 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
                               struct keel_arena_vec *tables, struct keel_arena_vec *tcp)
 {
     const struct keel_resource *sc = keel_store_sidecar_for(b->store, b->ns, b->id->labels, b->id->n_labels, NULL);
-    if (sc)
+    const struct keel_sidecar *scs = sc ? sc->spec : NULL;
+    if (scs && scs->n_egress)
         keel_snapshot_warn(b, sc, "spec.egress",
                            "Sidecar egress scoping is not applied yet: this proxy imports every visible service");
     size_t ns, np = 0;
@@ -433,6 +437,9 @@ struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const 
         gateway_listeners(&b, s->cs, &listeners, &tables, &tcp);
     else
         sidecar_listeners(&b, s->cs, &listeners, &tables, &tcp);
+    keel_inbound_tables(&b, s->cs, &tables, &tcp);
+    s->inbound = b.inbound;
+    s->n_inbound = b.n_inbound;
     s->listeners = listeners.v;
     s->n_listeners = listeners.n;
     s->tables = tables.v;
@@ -506,6 +513,37 @@ const struct keel_tcp_table *keel_snapshot_tcp_table(const struct keel_snapshot 
             if (s->listeners[i].chains[k].tcp)
                 return s->listeners[i].chains[k].tcp;
     return NULL;
+}
+
+const struct keel_inbound *keel_snapshot_inbounds(const struct keel_snapshot *s, size_t *n)
+{
+    *n = s->n_inbound;
+    return s->inbound;
+}
+
+const struct keel_inbound *keel_snapshot_inbound(const struct keel_snapshot *s, uint32_t port)
+{
+    size_t lo = 0, hi = s->n_inbound;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->inbound[mid].port == port)
+            return &s->inbound[mid];
+        if (s->inbound[mid].port < port)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+const struct keel_inbound *keel_snapshot_inbound_for_authority(const struct keel_snapshot *s, uint32_t port)
+{
+    const struct keel_inbound *in = keel_snapshot_inbound(s, port);
+    for (size_t i = 0; !in && i < s->n_inbound; i++)
+        for (size_t k = 0; k < s->inbound[i].n_services; k++)
+            if (s->inbound[i].service_ports[k] == port)
+                return &s->inbound[i];
+    return in;
 }
 
 const struct keel_cluster *keel_snapshot_cluster(const struct keel_snapshot *s, const char *name)
@@ -707,6 +745,7 @@ int keel_snapshot_dump_json(const struct keel_snapshot *s, struct keel_buf *out)
     for (size_t i = 0; i < s->n_tcp; i++)
         keel_vhosts_dump_tcp(s->tcp[i], &j);
     keel_snapshot_json_close(&j, ']');
+    keel_inbound_dump_json(s->inbound, s->n_inbound, &j);
     keel_clusters_dump_json(s->cs, &j);
     keel_snapshot_json_open(&j, "diagnostics", '[');
     for (size_t i = 0; i < s->n_diags; i++) {

@@ -110,6 +110,29 @@ struct keel_listener {
     size_t n_chains;
 };
 
+/* ---- inbound (sidecars) ------------------------------------------------------------ */
+
+/* One port of the proxy's own workload (mesh/inbound.h): traffic arriving for it goes to the app through the
+ * cluster `inbound|<port>||` (one endpoint: the app). HTTP ports have a route table of that name (every request
+ * to the app); other ports a TCP table of that name. */
+struct keel_inbound {
+    uint32_t port;                 /* the workload port peers dial (endpoint port: targetPort / WorkloadEntry ports /
+                                      Sidecar ingress port) */
+    const char *port_name;         /* may be "" */
+    enum keel_proto proto;         /* HTTP family: routes; anything else (sniffed included): TCP */
+    const char *address;           /* where the app listens: "127.0.0.1", "::1" or "unix:///path" */
+    uint32_t app_port;             /* 0 for unix sockets */
+    const char *endpoint;          /* "127.0.0.1:9080", "[::1]:9080" or the unix:// address */
+    const char *const *services;   /* "<host>:<service port>" of every service port landing here */
+    const uint32_t *service_ports; /* their service port numbers */
+    size_t n_services;
+    const char *source; /* "Sidecar ns/name spec.ingress[i]" or "Service ns/name", "ServiceEntry ns/name" */
+    const char *cluster_name;
+    const struct keel_cluster *cluster;
+    const struct keel_route_table *routes; /* HTTP ports, else NULL */
+    const struct keel_tcp_table *tcp;      /* other ports, else NULL */
+};
+
 /* ---- the snapshot ------------------------------------------------------------------ */
 
 struct keel_snapshot;
@@ -146,6 +169,13 @@ const struct keel_route_table *const *keel_snapshot_route_tables(const struct ke
 /* Sidecar TCP table of a port, or NULL. */
 const struct keel_tcp_table *keel_snapshot_tcp_table(const struct keel_snapshot *s, uint32_t port);
 
+/* The sidecar's inbound ports, sorted by port (none for routers), and one by port (NULL when none). */
+const struct keel_inbound *keel_snapshot_inbounds(const struct keel_snapshot *s, size_t *n);
+const struct keel_inbound *keel_snapshot_inbound(const struct keel_snapshot *s, uint32_t port);
+/* For a request to the inbound address itself, by its authority's port: the inbound port of that number, else
+ * the first whose services use that service port; NULL when none. */
+const struct keel_inbound *keel_snapshot_inbound_for_authority(const struct keel_snapshot *s, uint32_t port);
+
 /* Cluster by name, or NULL; and every cluster sorted by name. */
 const struct keel_cluster *keel_snapshot_cluster(const struct keel_snapshot *s, const char *name);
 const struct keel_cluster *const *keel_snapshot_clusters(const struct keel_snapshot *s, size_t *n);
@@ -180,6 +210,8 @@ struct keel_snapshot_build {
     struct keel_map *seen;               /* diagnostics already reported */
     void *vhosts;                        /* vhosts.c per-build state */
     struct keel_regex *regexes;          /* compiled regexes, freed with the snapshot */
+    struct keel_inbound *inbound;        /* sidecar inbound ports (mesh/inbound.c), clusters set by clusters.c */
+    size_t n_inbound;
 };
 
 /* Records a warning about resource r (may be NULL) at field path (may be

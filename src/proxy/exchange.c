@@ -232,7 +232,7 @@ static const struct keel_route_table *route_table_for(struct keel_stream *st, ui
         }
         return NULL;
     }
-    /* outbound: the authority's port (default 80) picks the table */
+    /* outbound, and the inbound address itself: the authority's port (default 80) picks the table */
     uint32_t p = 80;
     struct keel_str a = st->req.authority;
     for (size_t i = a.n; i > 0; i--) {
@@ -244,6 +244,14 @@ static const struct keel_route_table *route_table_for(struct keel_stream *st, ui
         }
         if (a.p[i - 1] == ']')
             break;
+    }
+    if (ds->role == KEEL_PL_INBOUND) {
+        /* an inbound port's listener names its port, else the authority's port names a workload or service
+         * port; the table is `inbound|<port>||` (docs/proxy.md "Inbound") */
+        const struct keel_inbound *in =
+            ds->port ? keel_snapshot_inbound(st->snap, ds->port) : keel_snapshot_inbound_for_authority(st->snap, p);
+        *port = in ? in->port : ds->port ? ds->port : p;
+        return in ? in->routes : NULL;
     }
     *port = p;
     char name[KEEL_U64_STRLEN];

@@ -16,9 +16,15 @@
  * that port, where connections are proxied at L4 (there are no iptables
  * rules: the app dials that address instead of the service's).
  *
+ * Sidecars also listen on the inbound address (--inbound, 127.0.0.1:15006 by
+ * default), where HTTP requests pick the workload port by their authority's
+ * port, and on the inbound address's IP with each inbound port of the
+ * snapshot (mesh/inbound.h): what peers dial when the workload's endpoint
+ * address is that IP. Each forwards to the app through `inbound|<port>||`.
+ *
  * An accepted connection goes to tcp.c when its listener is L4 (a gateway
  * port whose servers are all TCP/TLS, decided from the snapshot of the
- * moment, or a sidecar TCP port), else to http1.c.
+ * moment, a sidecar TCP port, or an inbound TCP port), else to http1.c.
  */
 #include "proxy/proxy_int.h"
 
@@ -47,6 +53,10 @@ static bool is_l4(const struct keel_plistener *l)
 {
     if (l->role == KEEL_PL_OUTBOUND_TCP)
         return true;
+    if (l->role == KEEL_PL_INBOUND) {
+        const struct keel_inbound *in = l->port && l->pw->snap ? keel_snapshot_inbound(l->pw->snap, l->port) : NULL;
+        return in && in->tcp;
+    }
     if (l->role != KEEL_PL_GATEWAY || !l->pw->snap)
         return false;
     return keel_tcp_listener_is_l4(keel_snapshot_listener(l->pw->snap, l->port));
@@ -287,6 +297,58 @@ static void open_sidecar_tcp(struct keel_pworker *pw, const struct keel_addr *ou
     }
 }
 
+static struct keel_plistener *find_any(struct keel_pworker *pw, const struct keel_addr *a)
+{
+    for (struct keel_plistener *l = pw->listeners; l; l = l->next)
+        if (l->mark && keel_addr_equal(&l->addr, a))
+            return l;
+    return NULL;
+}
+
+static bool is_wildcard(const struct keel_addr *a)
+{
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+    if (a->u.sa.sa_family == AF_INET6)
+        return memcmp(&a->u.v6.sin6_addr, &any6, sizeof(any6)) == 0;
+    return a->u.v4.sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+/* The inbound address (port 0: HTTP by the authority's port), then one listener per inbound port of the
+ * snapshot on the inbound address's IP with that port (docs/proxy.md "Inbound"), except a port whose
+ * listener would be the app's own address (forwarding to itself) or is already taken by the outbound side. */
+static void open_inbound(struct keel_pworker *pw, const struct keel_addr *inbound)
+{
+    open_listener(pw, KEEL_PL_INBOUND, inbound, 0, "virtualInbound", NULL);
+    size_t n = 0;
+    const struct keel_inbound *v = pw->snap ? keel_snapshot_inbounds(pw->snap, &n) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct keel_addr a = *inbound;
+        if (a.u.sa.sa_family == AF_INET6)
+            a.u.v6.sin6_port = htons((uint16_t)v[i].port);
+        else
+            a.u.v4.sin_port = htons((uint16_t)v[i].port);
+        char addr[KEEL_ADDR_STRLEN], name[96];
+        keel_addr_format(&a, addr, sizeof(addr));
+        struct keel_addr app;
+        const char *why = NULL;
+        if (keel_addr_equal(&a, inbound))
+            why = "the inbound address itself (requests there pick the port by their authority)";
+        else if (v[i].app_port == v[i].port && keel_addr_parse(v[i].endpoint, &app) == 0 &&
+                 (keel_addr_equal(&app, &a) || is_wildcard(&a)))
+            why = "where the app listens (give --inbound another IP, e.g. 127.0.0.2, or a Sidecar ingress "
+                  "defaultEndpoint)";
+        else if (find_any(pw, &a) && find(pw, KEEL_PL_INBOUND, &a) == NULL)
+            why = "already an outbound listener (give --inbound and --outbound different IPs)";
+        if (why) {
+            if (pw->index == 0)
+                keel_log(KEEL_LOG_INFO, "inbound port %u: not listening on %s, %s", v[i].port, addr, why);
+            continue;
+        }
+        snprintf(name, sizeof(name), "%s (%s)", addr, v[i].cluster_name);
+        open_listener(pw, KEEL_PL_INBOUND, &a, v[i].port, name, NULL);
+    }
+}
+
 void keel_listeners_reconcile(struct keel_pworker *pw)
 {
     if (pw->draining)
@@ -315,6 +377,8 @@ void keel_listeners_reconcile(struct keel_pworker *pw)
             open_listener(pw, KEEL_PL_OUTBOUND, &a, keel_addr_port(&a), "virtualOutbound", NULL);
             open_sidecar_tcp(pw, &a);
         }
+        if (opt->inbound_addr && keel_addr_parse(opt->inbound_addr, &a) == 0)
+            open_inbound(pw, &a);
     }
     for (struct keel_plistener **pp = &pw->listeners; *pp;) {
         struct keel_plistener *l = *pp;

@@ -33,6 +33,7 @@ struct keel_proxy_options {
     const char *service_account; /* sidecar identity */
     const char *admin_addr;      /* "127.0.0.1:15000" */
     const char *outbound_addr;   /* sidecar outbound listener, "127.0.0.1:15001" */
+    const char *inbound_addr;    /* sidecar inbound address, "127.0.0.1:15006" (docs/proxy.md "Inbound"), or NULL */
     unsigned concurrency;        /* worker threads; 0 = ProxyConfig's, else the number of CPUs */
     unsigned drain_seconds;      /* SIGTERM drain time; 0 = exit once listeners close (the CLI's default is 5,
                                     Istio's terminationDrainDuration) */

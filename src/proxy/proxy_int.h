@@ -56,7 +56,8 @@ struct keel_uph2;
 enum keel_listener_role {
     KEEL_PL_GATEWAY,      /* a Gateway server port: route tables from its chains */
     KEEL_PL_OUTBOUND,     /* sidecar outbound: route by Host/:authority and port */
-    KEEL_PL_INBOUND,      /* sidecar inbound: to the workload's own ports */
+    KEEL_PL_INBOUND,      /* sidecar inbound: to the workload's own ports; port 0 = the --inbound address itself,
+                             where HTTP requests pick the inbound port by the authority's port (like outbound) */
     KEEL_PL_OUTBOUND_TCP, /* sidecar outbound, one per TCP-only service port, on the outbound address's IP (tcp.c) */
 };
 
@@ -264,7 +265,8 @@ bool keel_uph2_reusable(const struct keel_upconn *uc);
  * servers, TLS PASSTHROUGH / AUTO_PASSTHROUGH, TLS terminated to tcp routes). Ports with an HTTP table
  * (plain HTTP, terminated HTTPS) stay with http1.c. */
 bool keel_tcp_listener_is_l4(const struct keel_listener *l);
-/* Takes an accepted downstream connection of a gateway L4 listener or a KEEL_PL_OUTBOUND_TCP listener. */
+/* Takes an accepted downstream connection of a gateway L4 listener, a KEEL_PL_OUTBOUND_TCP listener or a
+ * KEEL_PL_INBOUND listener of a TCP port (straight to its inbound cluster). */
 void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
 /* Closes (and logs) every open L4 session of the worker: its shutdown, after the drain time. */
 void keel_tcp_close_all(struct keel_pworker *pw);

@@ -657,6 +657,9 @@ static void route(struct keel_tconn *t, int hello)
     char auto_name[512];
     if (t->role == KEEL_PL_OUTBOUND_TCP) {
         r = sidecar_route(t, sni);
+    } else if (t->role == KEEL_PL_INBOUND) {
+        const struct keel_inbound *in = keel_snapshot_inbound(t->snap, t->port);
+        r = in && in->tcp ? keel_tcp_route_match(in->tcp, t->local_ip, NULL, NULL) : NULL;
     } else {
         const struct keel_listener *l = keel_snapshot_listener(t->snap, t->port);
         const struct keel_listener_chain *c = l ? pick_chain(l, tls, sni) : NULL;
@@ -824,7 +827,9 @@ void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *p
         return;
     }
     bool hello;
-    if (t->role == KEEL_PL_OUTBOUND_TCP) {
+    if (t->role == KEEL_PL_INBOUND) {
+        hello = false; /* one route per inbound port: nothing to choose by SNI */
+    } else if (t->role == KEEL_PL_OUTBOUND_TCP) {
         hello = table_wants_hello(keel_snapshot_tcp_table(t->snap, t->port));
     } else {
         const struct keel_listener *sl = keel_snapshot_listener(t->snap, t->port);

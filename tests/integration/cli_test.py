@@ -145,7 +145,7 @@ def main():
             (["--concurrency", "abc"], "--concurrency wants a whole number"),
             (["--concurrency", "-1"], "--concurrency wants a whole number"),
             (["--drain", "5s"], "--drain wants a whole number"),
-            (["--inbound", "127.0.0.1:15006"], "inbound listener is not implemented yet"),
+            (["--inbound", "127.0.0.1"], "--inbound wants IP:PORT"),
         ]:
             p = run(keel, ["proxy", "sidecar", "--config", d, "--workload", "w.default"] + args)
             check("keel proxy %s is a usage error (2) naming it" % " ".join(args),
