@@ -109,7 +109,7 @@ static bool header_value(const struct keel_http_head *h, const struct keel_heade
     return found > 0;
 }
 
-static bool sm_eval(const struct keel_str_matcher *m, const char *p, size_t n)
+bool keel_str_matcher_eval(const struct keel_str_matcher *m, const char *p, size_t n)
 {
     switch (m->kind) {
     case KEEL_SM_NONE:
@@ -133,17 +133,17 @@ static bool sm_eval(const struct keel_str_matcher *m, const char *p, size_t n)
 static bool uri_prefix(const struct keel_str_matcher *m, const struct keel_http_head *h)
 {
     if (m->len <= h->path.n)
-        return sm_eval(m, h->path.p, h->path.n);
+        return keel_str_matcher_eval(m, h->path.p, h->path.n);
     if (!h->query.n)
         return false;
     size_t rest = m->len - h->path.n; /* compare "?query" against the rest of the prefix */
     struct keel_str_matcher head = *m, tail = *m;
     head.len = h->path.n;
-    if (!sm_eval(&head, h->path.p, h->path.n) || m->value[h->path.n] != '?')
+    if (!keel_str_matcher_eval(&head, h->path.p, h->path.n) || m->value[h->path.n] != '?')
         return false;
     tail.value = m->value + h->path.n + 1;
     tail.len = rest - 1;
-    return sm_eval(&tail, h->query.p, h->query.n);
+    return keel_str_matcher_eval(&tail, h->query.p, h->query.n);
 }
 
 static bool source_ok(const struct keel_route_source *src, const struct keel_kv_str *labels, size_t n, const char *ns)
@@ -165,7 +165,7 @@ static bool cond_eval(const struct keel_route_cond *c, const struct keel_http_he
     if (c->uri.kind == KEEL_SM_PREFIX) {
         if (!uri_prefix(&c->uri, h))
             return false;
-    } else if (!sm_eval(&c->uri, h->path.p, h->path.n)) {
+    } else if (!keel_str_matcher_eval(&c->uri, h->path.p, h->path.n)) {
         return false;
     }
     char join[KEEL_ROUTES_MAX_JOINED_HEADER];
@@ -178,9 +178,9 @@ static bool cond_eval(const struct keel_route_cond *c, const struct keel_http_he
         if (overflow)
             ok = false;
         else if (!present)
-            ok = m->treat_missing_as_empty ? sm_eval(&m->m, "", 0) : false;
+            ok = m->treat_missing_as_empty ? keel_str_matcher_eval(&m->m, "", 0) : false;
         else
-            ok = sm_eval(&m->m, v.p, v.n);
+            ok = keel_str_matcher_eval(&m->m, v.p, v.n);
         if (ok == m->invert)
             return false;
     }
@@ -196,7 +196,7 @@ static bool cond_eval(const struct keel_route_cond *c, const struct keel_http_he
             for (size_t k = 0; k < nqp && !hit; k++)
                 if (qp[k].name.n == m->name_len && memcmp(qp[k].name.p, m->name, m->name_len) == 0)
                     hit = &qp[k]; /* the first occurrence, as Envoy */
-            if (!hit || !sm_eval(&m->m, hit->value.p, hit->value.n))
+            if (!hit || !keel_str_matcher_eval(&m->m, hit->value.p, hit->value.n))
                 return false;
         }
     }

@@ -62,6 +62,9 @@ struct keel_str_matcher {
     const struct keel_regex *re;
 };
 
+/* Does p[0..n) satisfy m (exact, prefix, regex; NONE and PRESENT always do)? */
+bool keel_str_matcher_eval(const struct keel_str_matcher *m, const char *p, size_t n);
+
 struct keel_header_matcher {
     const char *name; /* lower-cased; ":authority", ":method", ":scheme", ":path" are pseudo-headers */
     size_t name_len;

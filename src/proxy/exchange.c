@@ -26,6 +26,8 @@
  */
 #include "proxy/stream.h"
 
+#include "proxy/cors.h"
+
 #include "base/err.h"
 #include "base/log.h"
 #include "base/str.h"
@@ -97,6 +99,7 @@ struct keel_stream *keel_stream_new(struct keel_downstream *ds)
     st->start_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     keel_timer_init(&st->timeout);
     keel_timer_init(&st->delay);
+    keel_timer_init(&st->try_timer);
     keel_buf_init(&st->replay, KEEL_PROXY_REPLAY_MAX + KEEL_H1_MAX_HEAD);
     st->replayable = true;
     st->upstream_service_ms = -1;
@@ -111,6 +114,7 @@ void keel_stream_free(struct keel_stream *st)
         return;
     keel_timer_stop(&st->timeout);
     keel_timer_stop(&st->delay);
+    keel_timer_stop(&st->try_timer);
     keel_buf_free(&st->replay);
     keel_snapshot_unref(st->snap);
     keel_arena_free(st->arena);
@@ -177,9 +181,13 @@ void keel_stream_local_reply(struct keel_stream *st, int status, uint32_t flag, 
     size_t n = 0;
     char len[KEEL_U64_STRLEN];
     keel_u64_to_str(body_len, len);
+    bool typed = false; /* an extra field may bring its own content-type (a gRPC answer) */
+    for (size_t i = 0; i < n_extra; i++)
+        typed = typed || keel_str_caseeq(extra[i].name, keel_str_c("content-type"));
     if (!bodiless) {
         h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(len)};
-        h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
+        if (!typed)
+            h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
     }
     for (size_t i = 0; i < n_extra && n < 11; i++)
         h[n++] = extra[i];
@@ -298,10 +306,35 @@ static void do_redirect(struct keel_stream *st, const struct keel_redirect *rd)
     keel_stream_local_reply(st, rd->code ? rd->code : 301, 0, "via_route_redirect", "", 0, &h, 1);
 }
 
+static void fault_abort(struct keel_stream *st)
+{
+    const struct keel_fault *f = st->route->action->fault;
+    if (f->abort_grpc_status != KEEL_ROUTES_GRPC_NONE) {
+        /* a gRPC abort: 200 with the status in the head (a trailers-only response) */
+        char code[KEEL_U64_STRLEN];
+        keel_u64_to_str((uint64_t)f->abort_grpc_status, code);
+        struct keel_http_header h[] = {{keel_str_c("content-type"), keel_str_c("application/grpc")},
+                                       {keel_str_c("grpc-status"), keel_str_c(code)},
+                                       {keel_str_c("grpc-message"), keel_str_c("fault filter abort")}};
+        keel_stream_local_reply(st, 200, KEEL_RF(FAULT_INJECTED), "fault_filter_abort", "", 0, h, 3);
+        return;
+    }
+    int status = f->abort_http_status ? (int)f->abort_http_status : 503;
+    keel_stream_local_reply(st, status, KEEL_RF(FAULT_INJECTED), "fault_filter_abort", "fault filter abort", 18, NULL,
+                            0);
+}
+
+/* The fault's delay is over (or a retry's back-off): abort as the fault says, else on to the upstream. */
 static void on_delay(struct keel_loop *loop, struct keel_timer *t)
 {
     (void)loop;
-    stream_dispatch_upstream(t->data);
+    struct keel_stream *st = t->data;
+    if (st->abort_after_delay) {
+        st->abort_after_delay = false;
+        fault_abort(st);
+        return;
+    }
+    stream_dispatch_upstream(st);
 }
 
 static bool per_million(struct keel_pworker *pw, uint32_t pm)
@@ -309,6 +342,15 @@ static bool per_million(struct keel_pworker *pw, uint32_t pm)
     if (pm >= 1000000)
         return true;
     return pm && keel_pworker_random(pw) % 1000000 < pm;
+}
+
+/* A whole number of milliseconds in header `name` replaces *ms (0 = no limit); other values are ignored. */
+static void header_ms(const struct keel_http_head *h, const char *name, int64_t *ms)
+{
+    const struct keel_str *v = keel_http_head_get(h, name);
+    uint64_t n;
+    if (v && keel_str_to_u64(*v, (uint64_t)INT64_MAX / 1000000, &n) == 0)
+        *ms = (int64_t)n;
 }
 
 /* Routes a new request: local reply, or on to an upstream. */
@@ -339,10 +381,27 @@ static void stream_route(struct keel_stream *st)
         return;
     }
     const struct keel_route_action *a = st->route->action;
-    if (a->fault && a->fault->abort && per_million(pw, a->fault->abort_per_million)) {
-        int status = a->fault->abort_http_status ? (int)a->fault->abort_http_status : 200;
-        keel_stream_local_reply(st, status, KEEL_RF(FAULT_INJECTED), "fault_filter_abort", "fault filter abort", 18,
-                                NULL, 0);
+    /* Envoy's filter order: CORS, then fault (delay, then abort), then the router */
+    switch (keel_cors_check(a->cors, &st->req)) {
+    case KEEL_CORS_PREFLIGHT: {
+        struct keel_http_header h[8];
+        size_t n = keel_cors_preflight_fields(a->cors, &st->req, h, 8);
+        keel_stream_local_reply(st, 200, 0, "cors_preflight", "", 0, h, n);
+        return;
+    }
+    case KEEL_CORS_PREFLIGHT_IGNORED:
+        keel_stream_local_reply(st, 200, 0, "cors_preflight", "", 0, NULL, 0);
+        return;
+    case KEEL_CORS_DECORATE:
+        st->cors_decorate = true;
+        break;
+    case KEEL_CORS_PASS:
+        break;
+    }
+    bool abort = a->fault && a->fault->abort && per_million(pw, a->fault->abort_per_million);
+    bool delay = a->fault && a->fault->delay && per_million(pw, a->fault->delay_per_million);
+    if (abort && !delay) {
+        fault_abort(st);
         return;
     }
     if (a->kind == KEEL_ROUTE_REDIRECT) {
@@ -354,12 +413,21 @@ static void stream_route(struct keel_stream *st)
                                 NULL, 0);
         return;
     }
-    if (a->timeout > 0) {
-        st->timeout.data = st;
-        keel_timer_start(pw->loop, &st->timeout, (uint64_t)(a->timeout / 1000000), on_timeout, st);
+    int64_t timeout_ms = a->timeout / 1000000;
+    st->per_try_ms = a->retry.per_try_timeout / 1000000;
+    if (st->ds->role != KEEL_PL_GATEWAY) {
+        /* inside the mesh the caller may shorten or set the timeouts (Envoy honours these from internal callers;
+         * a gateway's clients are external, so there they are ignored) */
+        header_ms(&st->req, "x-envoy-upstream-rq-timeout-ms", &timeout_ms);
+        header_ms(&st->req, "x-envoy-upstream-rq-per-try-timeout-ms", &st->per_try_ms);
     }
-    if (a->fault && a->fault->delay && per_million(pw, a->fault->delay_per_million)) {
+    if (timeout_ms > 0) {
+        st->timeout.data = st;
+        keel_timer_start(pw->loop, &st->timeout, (uint64_t)timeout_ms, on_timeout, st);
+    }
+    if (delay) {
         st->flags |= KEEL_RF(DELAY_INJECTED);
+        st->abort_after_delay = abort;
         st->delay.data = st;
         keel_timer_start(pw->loop, &st->delay, (uint64_t)(a->fault->delay_ns / 1000000), on_delay, st);
         return;
@@ -442,6 +510,102 @@ static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
     return ep;
 }
 
+/* ---- retries ---------------------------------------------------------------------------------------------------- */
+
+/* What a failed attempt counts as, for retryOn (Envoy's semantics: connect failures and resets are 5xx and
+ * gateway errors too). */
+#define RETRY_ON_CONNECT                                                                                               \
+    (KEEL_RETRY_CONNECT_FAILURE | KEEL_RETRY_RESET | KEEL_RETRY_RESET_BEFORE_REQUEST | KEEL_RETRY_5XX |                 \
+     KEEL_RETRY_GATEWAY_ERROR)
+#define RETRY_ON_RESET (KEEL_RETRY_RESET | KEEL_RETRY_REFUSED_STREAM | KEEL_RETRY_5XX | KEEL_RETRY_GATEWAY_ERROR)
+#define RETRY_ON_TIMEOUT (KEEL_RETRY_RESET | KEEL_RETRY_5XX | KEEL_RETRY_GATEWAY_ERROR)
+
+/* The retryOn conditions an upstream response head meets. */
+static uint32_t retry_on_response(const struct keel_stream *st)
+{
+    const struct keel_retry_policy *rp = &st->route->action->retry;
+    int s = st->resp.status;
+    uint32_t m = 0;
+    if (s >= 500)
+        m |= KEEL_RETRY_5XX;
+    if (s == 502 || s == 503 || s == 504)
+        m |= KEEL_RETRY_GATEWAY_ERROR;
+    if (s == 409)
+        m |= KEEL_RETRY_RETRIABLE_4XX;
+    for (size_t i = 0; i < rp->n_status_codes; i++)
+        if (rp->status_codes[i] == s)
+            m |= KEEL_RETRY_RETRIABLE_STATUS_CODES;
+    const struct keel_str *g = keel_http_head_get(&st->resp, "grpc-status"); /* a trailers-only gRPC answer */
+    uint64_t code;
+    if (g && keel_str_to_u64(*g, 16, &code) == 0) {
+        static const uint32_t grpc[17] = {[1] = KEEL_RETRY_CANCELLED, [4] = KEEL_RETRY_DEADLINE_EXCEEDED,
+                                          [8] = KEEL_RETRY_RESOURCE_EXHAUSTED, [13] = KEEL_RETRY_INTERNAL,
+                                          [14] = KEEL_RETRY_UNAVAILABLE};
+        m |= grpc[code];
+    }
+    return m;
+}
+
+/* Envoy's back-off: a random wait in [0, (2^n - 1) x base], base 25 ms, at most 10 x base. */
+static uint64_t backoff_ms(struct keel_stream *st)
+{
+    const struct keel_retry_policy *rp = &st->route->action->retry;
+    uint64_t base = rp->backoff > 0 ? (uint64_t)(rp->backoff / 1000000) : 25;
+    if (!base)
+        base = 1;
+    unsigned n = st->attempts < 10 ? st->attempts : 10;
+    uint64_t cap = ((1ull << n) - 1) * base, max = 10 * base;
+    if (cap > max)
+        cap = max;
+    return cap ? keel_pworker_random(st->ds->pw) % (cap + 1) : 0;
+}
+
+/* After a failed attempt that meets `outcome`: a retry when the route's policy asks for one and allows it (returns
+ * true: the next attempt is scheduled), else false (the caller answers; URX marks a policy that ran out). */
+static bool try_again(struct keel_stream *st, uint32_t outcome)
+{
+    const struct keel_retry_policy *rp = &st->route->action->retry;
+    if (!rp->enabled || !(rp->retry_on & outcome))
+        return false;
+    bool can_replay = st->replayable && (st->req_done || st->replay.len == 0 || st->req_wire_bytes == 0);
+    if (!can_replay || st->attempts > rp->num_retries) {
+        if (st->attempts > 1)
+            st->flags |= KEEL_RF(UPSTREAM_RETRY_LIMIT_EXCEEDED);
+        return false;
+    }
+    keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY, 1);
+    keel_timer_stop(&st->try_timer);
+    /* a fresh response state for the next attempt */
+    st->resp = (struct keel_http_head){0};
+    st->resp_h1 = (struct keel_h1_response){0};
+    st->resp_mode = KEEL_BODY_NONE;
+    st->resp_raw = false;
+    st->trailers = NULL;
+    st->n_trailers = 0;
+    st->status = 0;
+    st->delay.data = st;
+    keel_timer_start(st->ds->pw->loop, &st->delay, backoff_ms(st), on_delay, st);
+    return true;
+}
+
+static void on_try_timeout(struct keel_loop *loop, struct keel_timer *t)
+{
+    (void)loop;
+    struct keel_stream *st = t->data;
+    if (st->resp_started || st->finished)
+        return;
+    keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TIMEOUT, 1);
+    if (st->uc) {
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+        keel_upstream_release(st->uc, false);
+        st->uc = NULL;
+    }
+    if (try_again(st, RETRY_ON_TIMEOUT))
+        return;
+    keel_stream_local_reply(st, 504, KEEL_RF(UPSTREAM_REQUEST_TIMEOUT), "upstream_per_try_timeout",
+                            "upstream request timeout", 24, NULL, 0);
+}
+
 /* Istio's choice of the upstream protocol: HTTP/2 for http2/grpc ports, when the DestinationRule upgrades
  * (h2UpgradePolicy: UPGRADE), or when it asks to use the client's protocol and the client speaks HTTP/2. */
 static bool upstream_wants_h2(const struct keel_stream *st, const struct keel_cluster *c)
@@ -501,6 +665,10 @@ static void stream_dispatch_upstream(struct keel_stream *st)
         return;
     }
     st->uc = uc;
+    if (st->per_try_ms > 0) {
+        st->try_timer.data = st;
+        keel_timer_start(pw->loop, &st->try_timer, (uint64_t)st->per_try_ms, on_try_timeout, st);
+    }
     if (uc->connected)
         keel_stream_upstream_ready(st);
 }
@@ -750,7 +918,6 @@ void keel_stream_upstream_failed(struct keel_stream *st, int err, bool connect_p
         keel_stream_finish(st);
         return;
     }
-    const struct keel_retry_policy *rp = &st->route->action->retry;
     bool can_replay = st->replayable && (st->req_done || st->replay.len == 0 || st->req_wire_bytes == 0);
     /* a pooled connection the server had closed: one free retry on a fresh connection */
     if (!connect_phase && reused && can_replay && st->attempts < 8) {
@@ -760,16 +927,10 @@ void keel_stream_upstream_failed(struct keel_stream *st, int err, bool connect_p
         stream_dispatch_upstream(st);
         return;
     }
-    bool retriable = connect_phase ? (rp->retry_on & KEEL_RETRY_CONNECT_FAILURE) != 0
-                                   : (rp->retry_on & (KEEL_RETRY_RESET | KEEL_RETRY_5XX)) != 0;
-    if (rp->enabled && retriable && can_replay && st->attempts <= rp->num_retries) {
-        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY, 1);
-        stream_dispatch_upstream(st);
+    keel_timer_stop(&st->try_timer);
+    if (try_again(st, connect_phase ? RETRY_ON_CONNECT : RETRY_ON_RESET))
         return;
-    }
     uint32_t flag = connect_phase ? KEEL_RF(UPSTREAM_CONNECTION_FAILURE) : KEEL_RF(UPSTREAM_CONNECTION_TERMINATION);
-    if (rp->enabled && retriable && st->attempts > 1)
-        flag |= KEEL_RF(UPSTREAM_RETRY_LIMIT_EXCEEDED);
     keel_stream_local_reply(
         st, 503, flag,
         connect_phase ? "upstream_reset_before_response_started{connection_failure}"
@@ -788,7 +949,7 @@ static int send_response_head(struct keel_stream *st)
 {
     const struct keel_route_action *a = st->route->action;
     const struct keel_route_dest *dest = stream_dest(st);
-    struct keel_http_header h[KEEL_HTTP_MAX_HEADERS + 8];
+    struct keel_http_header h[KEEL_HTTP_MAX_HEADERS + 16];
     size_t n = 0, cap = sizeof(h) / sizeof(h[0]);
     /* a bodiless answer (to HEAD, 304) keeps the Content-Length it announces; otherwise the codec frames */
     bool keep_length = st->resp_h1.no_body && st->resp.status >= 200 && st->resp.status != 204;
@@ -806,6 +967,8 @@ static int send_response_head(struct keel_stream *st)
     char ust[KEEL_U64_STRLEN];
     keel_u64_to_str(st->upstream_service_ms > 0 ? (uint64_t)st->upstream_service_ms : 0, ust);
     h[n++] = (struct keel_http_header){keel_str_c("x-envoy-upstream-service-time"), keel_str_c(ust)};
+    if (st->cors_decorate)
+        n += keel_cors_response_fields(a->cors, &st->req, h + n, cap - n);
     apply_ops(&a->headers.response, h, &n, cap);
     if (dest)
         apply_ops(&dest->headers.response, h, &n, cap);
@@ -858,13 +1021,22 @@ static void forward_response_body(struct keel_stream *st)
  * it and send it to the client. Returns false when the stream was answered otherwise (a head we cannot send). */
 static bool response_head(struct keel_stream *st)
 {
+    keel_timer_stop(&st->try_timer);
+    keel_cstats_count_code(st->cstats, st->resp.status); /* every attempt's answer counts */
+    uint32_t outcome = retry_on_response(st);
+    struct keel_upconn *uc = st->uc;
+    if (outcome && try_again(st, outcome)) {
+        st->uc = NULL; /* this answer's body is not wanted: the connection closes */
+        keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+        keel_upstream_release(uc, false);
+        return false;
+    }
     st->status = st->resp.status;
     st->upstream_service_ms = (int64_t)(keel_loop_now_ms(st->ds->pw->loop) - st->upstream_start_ms);
-    keel_cstats_count_code(st->cstats, st->status);
     keel_timer_stop(&st->timeout);
     st->resp_started = true;
     if (send_response_head(st) != 0) {
-        struct keel_upconn *uc = st->uc;
+        uc = st->uc;
         st->resp_started = false;
         st->uc = NULL;
         keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
@@ -1035,6 +1207,7 @@ void keel_stream_finish(struct keel_stream *st)
     struct keel_pworker *pw = st->ds->pw;
     keel_timer_stop(&st->timeout);
     keel_timer_stop(&st->delay);
+    keel_timer_stop(&st->try_timer);
     if (st->uc) {
         bool reuse = st->resp_done && st->req_done && st->resp_keep_alive;
         keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);

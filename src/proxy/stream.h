@@ -130,8 +130,12 @@ struct keel_stream {
     int64_t start_unix_ms;
     uint64_t upstream_start_ms;
     int64_t upstream_service_ms;
-    struct keel_timer timeout;
-    struct keel_timer delay;
+    struct keel_timer timeout;   /* the route's timeout, over every attempt */
+    struct keel_timer delay;     /* fault delay, then retry back-off */
+    struct keel_timer try_timer; /* perTryTimeout of the current attempt */
+    int64_t per_try_ms;          /* 0 = none */
+    bool abort_after_delay;      /* the fault's abort fires once the fault's delay is over */
+    bool cors_decorate;          /* add the CORS response fields (an allowed origin) */
     bool finished;
 };
 
