@@ -97,7 +97,8 @@ static unsigned ports_alloc(struct keel_run_ports *p, const char *key)
     unsigned port = ports_find(p, key);
     if (port)
         return port;
-    for (port = p->base; port <= 65535 && ports_taken(p, port); port++) {
+    /* a port something else holds now (a listener, or a connection's local port) is skipped, not fought for */
+    for (port = p->base; port <= 65535 && (ports_taken(p, port) || !keel_run_port_free(port)); port++) {
     }
     if (port > 65535)
         return 0;

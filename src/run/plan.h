@@ -13,8 +13,8 @@
  * Ports (docs/run.md): gateway server ports stay as written when they are 1024 or more and no other
  * router wants them; otherwise (or with gateway_ports_from_base) they come from the base. Every other
  * port (admin, outbound, and one app port per distinct endpoint port of a workload) comes from the base,
- * in a stable order, skipping ports already handed out. A keel_run_ports table keeps assignments across
- * reloads, so a process that did not change keeps its ports.
+ * in a stable order, skipping ports already handed out or held by another program at the time. A keel_run_ports table
+ * keeps assignments across reloads, so a process that did not change keeps its ports.
  *
  * The effective config (keel_run_render) is the user's folder with two changes: each local workload's
  * WorkloadEntry document is blanked (lines kept, so line numbers still match the user's files) and
