@@ -9,6 +9,7 @@
 #   ARGS=--once      stop after the walk-through; exit 1 if a feature this build implements misbehaved
 #   KEEL=path        the keel binary (default build/debug/keel)
 #   KEEL_RUN_ARGS    extra flags for keel run (default --base-port 20000)
+#   KEEL_DEMO_LOGS   a folder to copy the processes' logs into before they are removed (tests read them)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 KEEL=${KEEL:-build/debug/keel}
@@ -67,6 +68,7 @@ ADMIN=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(next(
 
 if [ $ONCE -eq 1 ]; then
   stop_mesh
+  if [ -n "${KEEL_DEMO_LOGS:-}" ]; then cp "$STATE"/run/logs/*.log "$KEEL_DEMO_LOGS"/ 2>/dev/null; fi
   tail -n 2 "$RUNLOG"
   rm -rf "$STATE"
   exit $status
