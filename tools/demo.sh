@@ -68,7 +68,7 @@ ADMIN=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(next(
 
 if [ $ONCE -eq 1 ]; then
   stop_mesh
-  if [ -n "${KEEL_DEMO_LOGS:-}" ]; then cp "$STATE"/run/logs/*.log "$KEEL_DEMO_LOGS"/ 2>/dev/null; fi
+  if [ -n "${KEEL_DEMO_LOGS:-}" ]; then cp "$STATE"/run/logs/*.log "$RUNLOG" "$KEEL_DEMO_LOGS"/ 2>/dev/null; fi
   tail -n 2 "$RUNLOG"
   rm -rf "$STATE"
   exit $status

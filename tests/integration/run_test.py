@@ -145,6 +145,13 @@ def get(port, path, headers=None):
         return None, repr(e).encode()
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def clean(stderr):
+    return not any(m in stderr for m in SANITIZER_MARKS)
+
+
 def main():
     keel = keel_arg()
     tmp = tempfile.mkdtemp(prefix="keel-run-test-")
@@ -162,7 +169,8 @@ def main():
         for args, flag in ((["--base-port", "abc", cfg], "--base-port"), (["--bogus", cfg], "--bogus"),
                            (["--concurrency", "0", cfg], "--concurrency"), ([], "folder")):
             p = subprocess.run([keel, "run"] + args, capture_output=True, text=True, timeout=20)
-            check("bad flag %s exits 2 naming it" % flag, p.returncode == 2 and flag in p.stderr, p.stderr)
+            check("bad flag %s exits 2 naming it" % flag, p.returncode == 2 and flag in p.stderr and clean(p.stderr),
+                  p.stderr)
         bad = os.path.join(tmp, "bad")
         os.makedirs(bad)
         write_atomic(os.path.join(bad, "mesh.yaml"), MESH.format(gw=gw))
@@ -171,7 +179,8 @@ def main():
         p = subprocess.run([keel, "run", bad, "--base-port", str(base)], capture_output=True, text=True, timeout=20)
         msg = [ln for ln in v.stdout.splitlines() if ": error: " in ln]
         check("invalid folder: exit 1, validate's messages, nothing started",
-              p.returncode == 1 and msg and all(m in p.stderr for m in msg) and "nothing started" in p.stderr,
+              p.returncode == 1 and msg and all(m in p.stderr for m in msg) and "nothing started" in p.stderr and
+              clean(p.stderr),
               (p.returncode, p.stderr, msg))
         held = socket.socket()
         held.bind(("127.0.0.1", gw))
@@ -179,7 +188,8 @@ def main():
         p = subprocess.run([keel, "run", cfg, "--base-port", str(base)], capture_output=True, text=True, timeout=20)
         held.close()
         check("gateway port in use: named, with who wanted it; nothing started",
-              p.returncode == 1 and "port %d is in use" % gw in p.stderr and "Gateway demo/gw" in p.stderr,
+              p.returncode == 1 and "port %d is in use" % gw in p.stderr and "Gateway demo/gw" in p.stderr and
+              clean(p.stderr),
               p.stderr)
 
         # ---- the mesh
@@ -269,6 +279,7 @@ def main():
         if proc and proc.poll() is None:
             proc.kill()
             proc.wait()
+        check_sanitizers(out_path)  # keel run's own output (ASan/LSan reports of the supervisor)
         logs = os.path.join(state, "logs")
         if os.path.isdir(logs):
             for f in sorted(os.listdir(logs)):
