@@ -3,7 +3,8 @@
 #   make         debug build (build/debug)
 #   make test    every test (unit, conformance, guide, integration, corpus replay) in the debug
 #                build, then the same under ASan+UBSan, then a warnings-only release build
-#   make demo    build, then run the bundled examples
+#   make demo    build, then keel run examples/bookinfo and a walk-through of its features
+#                (ARGS=--once: exit after the walk-through, non-zero if a feature misbehaved)
 #   make bench   release build + benchmarks (bench/)
 #   make fuzz    libFuzzer targets (build/fuzz), FUZZ_SECONDS per target
 .PHONY: all deps build test test-debug test-asan test-release demo bench fuzz clean format

@@ -4,6 +4,7 @@
 #include "base/diag.h"
 
 #include "base/arena.h"
+#include "base/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,4 +134,25 @@ void keel_path_truncate(struct keel_path *p, size_t len)
         p->len = len;
         p->buf[len] = '\0';
     }
+}
+
+int keel_diag_format(const struct keel_diag *g, bool color, struct keel_buf *b)
+{
+    const char *sev = g->sev == KEEL_SEV_ERROR ? "error" : "warning";
+    keel_buf_puts(b, g->loc.file ? g->loc.file : "<input>");
+    if (g->loc.line)
+        keel_buf_printf(b, ":%u:%u", g->loc.line, g->loc.col);
+    if (color)
+        keel_buf_printf(b, ": %s%s:\033[0m ", g->sev == KEEL_SEV_ERROR ? "\033[1;31m" : "\033[1;35m", sev);
+    else
+        keel_buf_printf(b, ": %s: ", sev);
+    if (g->kind) {
+        keel_buf_puts(b, g->kind);
+        if (g->name)
+            keel_buf_printf(b, " %s%s%s", g->ns ? g->ns : "", g->ns ? "/" : "", g->name);
+        keel_buf_puts(b, ": ");
+    }
+    if (g->path)
+        keel_buf_printf(b, "%s: ", g->path);
+    return keel_buf_puts(b, g->msg);
 }

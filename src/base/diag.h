@@ -19,6 +19,7 @@
 #include "base/vec.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,15 @@ struct keel_diag *keel_diags_add(struct keel_diags *d, enum keel_severity sev, c
                                  const char *path, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 struct keel_diag *keel_diags_vadd(struct keel_diags *d, enum keel_severity sev, const struct keel_loc *loc,
                                   const char *path, const char *fmt, va_list ap);
+
+struct keel_buf;
+
+/* Appends g to b as one line the way `keel validate` prints it (no newline):
+ *   file:line:col: error: Kind ns/name: field.path: message
+ * color wraps the severity in ANSI bold red (errors) or magenta (warnings).
+ * Returns 0 or the keel_buf error. Shared by `keel validate` and `keel run`
+ * so both report a mistake with the same words. */
+int keel_diag_format(const struct keel_diag *g, bool color, struct keel_buf *b);
 
 /* Sets the resource identity on diagnostics [from, end) that have none. */
 void keel_diags_set_resource(struct keel_diags *d, size_t from, const char *kind, const char *ns, const char *name);

@@ -18,5 +18,6 @@
 int keel_cmd_validate(int argc, char **argv);
 int keel_cmd_proxy(int argc, char **argv);
 int keel_cmd_sample_app(int argc, char **argv);
+int keel_cmd_run(int argc, char **argv);
 
 #endif

@@ -48,23 +48,7 @@ static void print_text(const struct keel_loadset *ls, bool quiet, bool color)
             continue;
         struct keel_buf b;
         keel_buf_init(&b, 1 << 16);
-        keel_buf_puts(&b, g->loc.file ? g->loc.file : "<input>");
-        if (g->loc.line)
-            keel_buf_printf(&b, ":%u:%u", g->loc.line, g->loc.col);
-        if (color)
-            keel_buf_printf(&b, ": %s%s:\033[0m ", g->sev == KEEL_SEV_ERROR ? "\033[1;31m" : "\033[1;35m",
-                            sev_name(g->sev));
-        else
-            keel_buf_printf(&b, ": %s: ", sev_name(g->sev));
-        if (g->kind) {
-            keel_buf_puts(&b, g->kind);
-            if (g->name)
-                keel_buf_printf(&b, " %s%s%s", g->ns ? g->ns : "", g->ns ? "/" : "", g->name);
-            keel_buf_puts(&b, ": ");
-        }
-        if (g->path)
-            keel_buf_printf(&b, "%s: ", g->path);
-        keel_buf_puts(&b, g->msg);
+        keel_diag_format(g, color, &b);
         puts(keel_buf_cstr(&b));
         keel_buf_free(&b);
     }
@@ -114,8 +98,7 @@ static void print_json(const struct keel_loadset *ls)
     keel_buf_printf(&b,
                     "],\n \"summary\": {\"files\": %zu, \"resources\": %zu, \"invalid\": %zu, \"skipped\": %zu, "
                     "\"errors\": %zu, \"warnings\": %zu}}\n",
-                    ls->files, keel_loadset_count(ls), ls->invalid, ls->skipped, ls->diags.errors,
-                    ls->diags.warnings);
+                    ls->files, keel_loadset_count(ls), ls->invalid, ls->skipped, ls->diags.errors, ls->diags.warnings);
     fwrite(keel_buf_cstr(&b), 1, b.len, stdout);
     keel_buf_free(&b);
 }

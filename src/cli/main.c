@@ -29,6 +29,7 @@ static const struct {
     {"proxy", "run the data plane: keel proxy router|sidecar --config DIR ...; keel proxy wait", keel_cmd_proxy},
     {"sample-app", "a small HTTP/1.1 and h2c demo service: keel sample-app --listen ADDR:PORT --name NAME ...",
      keel_cmd_sample_app},
+    {"run", "a whole local mesh from one folder of Istio YAML: keel run DIR [--base-port N] ...", keel_cmd_run},
     {"version", "print the version", cmd_version},
     {"help", "show this help", cmd_help},
 };
