@@ -741,10 +741,13 @@ static size_t request_fields(struct keel_stream *st, struct keel_http_header *h,
     h[n++] = (struct keel_http_header){keel_str_c("host"), host_rw ? keel_str_c(host_rw) : st->req.authority};
     bool have_xfp = false;
     const struct keel_str *xff = NULL;
+    /* the caller's proxy counts attempts (Istio sets it on outbound and gateway routes); an inbound sidecar
+     * passes its count on */
+    bool count_attempts = ds->role != KEEL_PL_INBOUND;
     for (size_t i = 0; i < st->req.nheaders && n < cap - 8; i++) {
         struct keel_str name = st->req.headers[i].name;
         if (hop_by_hop(name, &st->req) || keel_str_caseeq(name, keel_str_c("content-length")) ||
-            keel_str_caseeq(name, keel_str_c("x-envoy-attempt-count")))
+            (count_attempts && keel_str_caseeq(name, keel_str_c("x-envoy-attempt-count"))))
             continue;
         if (op_removes(&a->headers.request, name) || (dest && op_removes(&dest->headers.request, name)))
             continue;
@@ -769,8 +772,10 @@ static size_t request_fields(struct keel_stream *st, struct keel_http_header *h,
             snprintf(xff_buf, xff_len, "%s", ds->peer_ip);
         h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-for"), keel_str_c(xff_buf)};
     }
-    keel_u64_to_str(st->attempts, attempts);
-    h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
+    if (count_attempts) {
+        keel_u64_to_str(st->attempts, attempts);
+        h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
+    }
     const struct keel_str *up = st->upgrade ? keel_http_head_get(&st->req, "upgrade") : NULL;
     if (up) { /* hop-by-hop, but the upgrade is asked of the upstream too (Envoy's upgrade_configs) */
         h[n++] = (struct keel_http_header){keel_str_c("connection"), keel_str_c("upgrade")};

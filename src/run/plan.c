@@ -138,6 +138,7 @@ struct builder {
     const struct keel_run_plan_options *o;
     struct keel_arena_vec procs, uses, edits;
     struct keel_buf gen;
+    unsigned inbound_ips; /* loopback addresses handed out so far */
 };
 
 static void plan_error(struct builder *b, const struct keel_resource *r, const char *path, const char *fmt,
@@ -504,7 +505,7 @@ static void emit_kv_map(struct keel_buf *g, const struct keel_kv_str *kv, size_t
 
 /* The WorkloadEntry keel run writes for w, with ports pointing where traffic for the app must go. */
 static void emit_workload_entry(struct builder *b, const struct workload *w, const struct keel_run_proc *p,
-                                bool via_inbound, unsigned inbound)
+                                const char *inbound_ip)
 {
     struct keel_buf *g = &b->gen;
     keel_buf_printf(g, "---\n# keel run: %s %s/%s from %s:%u, ports for this machine\n",
@@ -517,14 +518,14 @@ static void emit_workload_entry(struct builder *b, const struct workload *w, con
     keel_buf_puts(g, ", \"labels\": ");
     emit_kv_map(g, w->labels, w->n_labels);
     keel_buf_puts(g, "},\n \"spec\": {\"address\": ");
-    keel_buf_json_str(g, w->we ? w->we->address : "127.0.0.1");
+    keel_buf_json_str(g, inbound_ip ? inbound_ip : w->we ? w->we->address : "127.0.0.1");
     keel_buf_puts(g, ", \"labels\": ");
     emit_kv_map(g, w->labels, w->n_labels);
     keel_buf_puts(g, ", \"ports\": {");
     for (size_t i = 0; i < p->n_app_ports; i++) {
         keel_buf_puts(g, i ? ", " : "");
         keel_buf_json_str(g, p->app_ports[i].name);
-        keel_buf_printf(g, ": %u", via_inbound ? inbound : p->app_ports[i].assigned);
+        keel_buf_printf(g, ": %u", p->app_ports[i].assigned); /* the sidecar's inbound listens there too */
     }
     keel_buf_puts(g, "}");
     const struct keel_workload_entry *we = w->we;
@@ -576,7 +577,7 @@ static void plan_workload(struct builder *b, const struct workload *w, const cha
         tmp.app_ports[i].assigned = assigned;
     }
     unsigned admin = 0, outbound = 0, inbound = 0;
-    bool via_inbound = false;
+    const char *inbound_ip = NULL;
     if (sidecar) {
         struct keel_run_proc *p = new_proc(b, KEEL_RUN_SIDECAR, display, w->ns);
         p->workload = keel_arena_printf(a, "%s.%s", w->name, w->ns);
@@ -595,9 +596,15 @@ static void plan_workload(struct builder *b, const struct workload *w, const cha
         inbound = p->inbound = alloc_or_fail(b, key, w->r);
         snprintf(who, sizeof(who), "sidecar %s: inbound listener", display);
         add_use(b, inbound, true, who);
-        via_inbound = true;
+        if (b->inbound_ips >= KEEL_RUN_MAX_INBOUND_IPS) {
+            plan_error(b, w->r, NULL, "more than %s workloads with sidecars: no loopback address left", "250");
+        } else {
+            snprintf(p->inbound_ip, sizeof(p->inbound_ip), "127.0.0.%u", 2 + b->inbound_ips++);
+            inbound_ip = p->inbound_ip;
+        }
 #endif
-        p->ports = inbound ? keel_arena_printf(a, "admin %u, outbound %u, inbound %u", admin, outbound, inbound)
+        p->ports = inbound ? keel_arena_printf(a, "admin %u, outbound %u, inbound %s:%u", admin, outbound,
+                                               p->inbound_ip, inbound)
                            : keel_arena_printf(a, "admin %u, outbound %u", admin, outbound);
         p->key = keel_arena_printf(a, "sidecar|%s|%s|%s", p->name, p->workload, p->ports);
     }
@@ -621,7 +628,7 @@ static void plan_workload(struct builder *b, const struct workload *w, const cha
                                    p->version ? p->version : "", outbound);
     }
     keel_buf_free(&desc);
-    emit_workload_entry(b, w, &tmp, via_inbound, inbound);
+    emit_workload_entry(b, w, &tmp, inbound_ip);
 }
 
 static void plan_workloads(struct builder *b)

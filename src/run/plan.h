@@ -42,14 +42,15 @@ struct keel_store;
 #define KEEL_RUN_MAX_APP_PORTS 16
 
 /*
- * INBOUND THROUGH THE SIDECAR - the one switch.
- * The sidecar inbound listener (`keel proxy sidecar --inbound ADDR`) is being built on branch `inbound`;
- * today the proxy refuses --inbound. Until it lands, a workload's effective WorkloadEntry port is the
- * app's own assigned port, so callers' sidecars reach the app directly. When it lands, set this to 1:
- * each sidecar then gets `--inbound 127.0.0.1:<inbound port>` and the effective WorkloadEntry ports point
- * at the inbound listener (see keel_run_plan_build, the only reader of this switch).
+ * INBOUND THROUGH THE SIDECAR - the one switch (on).
+ * Each workload with a sidecar gets a loopback address of its own (127.0.0.2, 127.0.0.3, ...): it is the
+ * workload's effective WorkloadEntry address and its sidecar's `--inbound` IP, while the app listens on
+ * 127.0.0.1 at its assigned ports. Other proxies dial ADDRESS:PORT, which is the sidecar's inbound listener
+ * for that port (docs/proxy.md, "Inbound"); the sidecar forwards to 127.0.0.1:PORT. So traffic crosses both
+ * sidecars, as with iptables capture. Set to 0 to send callers to the app directly.
  */
-#define KEEL_RUN_INBOUND_VIA_SIDECAR 0
+#define KEEL_RUN_INBOUND_VIA_SIDECAR 1
+#define KEEL_RUN_MAX_INBOUND_IPS 250 /* 127.0.0.2 .. 127.0.0.251 */
 
 enum keel_run_role {
     KEEL_RUN_ROUTER,
@@ -73,6 +74,7 @@ struct keel_run_proc {
     const char *command;  /* app: the shell command line */
     const char *service_name, *version;
     unsigned admin, outbound, inbound; /* proxies */
+    char inbound_ip[16];               /* sidecar: the workload's own loopback address (KEEL_RUN_INBOUND_VIA_SIDECAR) */
     struct keel_run_app_port app_ports[KEEL_RUN_MAX_APP_PORTS];
     size_t n_app_ports;
     bool has_sidecar; /* app: its sidecar exists (http_proxy points at outbound) */

@@ -391,7 +391,7 @@ static void exec_child(struct sup *s, const struct child *c, pid_t parent)
         execv(s->o->self, argv);
     } else if (p->role == KEEL_RUN_SIDECAR) {
         char in[64];
-        snprintf(in, sizeof(in), "127.0.0.1:%u", p->inbound);
+        snprintf(in, sizeof(in), "%s:%u", p->inbound_ip[0] ? p->inbound_ip : "127.0.0.1", p->inbound);
         char *argv[] = {(char *)s->o->self,
                         "proxy",
                         "sidecar",
