@@ -40,7 +40,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void stream_dispatch_upstream(struct keel_stream *st);
 
 /* ---- life of a stream ------------------------------------------------------------------------------------------ */
 
@@ -103,8 +102,10 @@ struct keel_stream *keel_stream_new(struct keel_downstream *ds)
     keel_buf_init(&st->replay, KEEL_PROXY_REPLAY_MAX + KEEL_H1_MAX_HEAD);
     st->replayable = true;
     st->upstream_service_ms = -1;
-    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_TOTAL, 1);
-    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE, 1);
+    if (!ds->shadow) {
+        keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_TOTAL, 1);
+        keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE, 1);
+    }
     return st;
 }
 
@@ -334,7 +335,7 @@ static void on_delay(struct keel_loop *loop, struct keel_timer *t)
         fault_abort(st);
         return;
     }
-    stream_dispatch_upstream(st);
+    keel_stream_dispatch(st);
 }
 
 static bool per_million(struct keel_pworker *pw, uint32_t pm)
@@ -432,7 +433,7 @@ static void stream_route(struct keel_stream *st)
         keel_timer_start(pw->loop, &st->delay, (uint64_t)(a->fault->delay_ns / 1000000), on_delay, st);
         return;
     }
-    stream_dispatch_upstream(st);
+    keel_stream_dispatch(st);
 }
 
 static void make_request_id(struct keel_pworker *pw, char out[37])
@@ -565,7 +566,7 @@ static uint64_t backoff_ms(struct keel_stream *st)
 static bool try_again(struct keel_stream *st, uint32_t outcome)
 {
     const struct keel_retry_policy *rp = &st->route->action->retry;
-    if (!rp->enabled || !(rp->retry_on & outcome))
+    if (!rp->enabled || !(rp->retry_on & outcome) || st->ds->shadow)
         return false;
     bool can_replay = st->replayable && (st->req_done || st->replay.len == 0 || st->req_wire_bytes == 0);
     if (!can_replay || st->attempts > rp->num_retries) {
@@ -618,7 +619,7 @@ static bool upstream_wants_h2(const struct keel_stream *st, const struct keel_cl
 }
 
 /* Picks a destination and endpoint and attaches an upstream connection. */
-static void stream_dispatch_upstream(struct keel_stream *st)
+void keel_stream_dispatch(struct keel_stream *st)
 {
     struct keel_pworker *pw = st->ds->pw;
     if (!st->cluster) {
@@ -655,6 +656,8 @@ static void stream_dispatch_upstream(struct keel_stream *st)
     }
     st->tried = st->ep;
     st->attempts++;
+    if (st->req_done && !st->mirrored && st->route->action->n_mirrors)
+        keel_mirror_fire(st);
     st->upstream_host = st->ep->hostport;
     st->upstream_start_ms = keel_loop_now_ms(pw->loop);
     st->up_h2 = !st->upgrade && upstream_wants_h2(st, c); /* WebSocket over HTTP/2 (RFC 8441) is not done */
@@ -857,6 +860,8 @@ void keel_stream_body_end(struct keel_stream *st)
 {
     st->req_done = true;
     send_body_end(st);
+    if (!st->mirrored && st->route->action->n_mirrors)
+        keel_mirror_fire(st);
 }
 
 void keel_stream_request_body(struct keel_stream *st)
@@ -929,7 +934,7 @@ void keel_stream_upstream_failed(struct keel_stream *st, int err, bool connect_p
         st->tried = NULL;
         st->attempts--; /* not an attempt the user asked for */
         keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY, 1);
-        stream_dispatch_upstream(st);
+        keel_stream_dispatch(st);
         return;
     }
     keel_timer_stop(&st->try_timer);
@@ -1219,8 +1224,10 @@ void keel_stream_finish(struct keel_stream *st)
         keel_upstream_release(st->uc, reuse);
         st->uc = NULL;
     }
-    keel_stats_count_code(pw->stats, st->status);
-    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE, -1);
-    access_log(st);
+    if (!st->ds->shadow) {
+        keel_stats_count_code(pw->stats, st->status);
+        keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_RQ_ACTIVE, -1);
+        access_log(st);
+    }
     st->ds->ops->done(st);
 }

@@ -75,6 +75,7 @@ struct keel_downstream {
     int chain;     /* snapshot chain chosen by SNI; -1 = the first with routes */
     bool tls;      /* the client connected with TLS (x-forwarded-proto) */
     bool closing;  /* no further requests on this connection */
+    bool shadow; /* a mirror's stand-in client (mirror.c): not counted, not logged, no retries */
     char peer[KEEL_ADDR_STRLEN];
     char peer_ip[KEEL_ADDR_STRLEN];
     char local[KEEL_ADDR_STRLEN];
@@ -135,6 +136,7 @@ struct keel_stream {
     struct keel_timer try_timer; /* perTryTimeout of the current attempt */
     int64_t per_try_ms;          /* 0 = none */
     bool abort_after_delay;      /* the fault's abort fires once the fault's delay is over */
+    bool mirrored;               /* the shadow copies were sent (or skipped) */
     bool cors_decorate;          /* add the CORS response fields (an allowed origin) */
     bool finished;
 };
@@ -157,6 +159,13 @@ void keel_stream_finish(struct keel_stream *st);
 void keel_stream_resume_response(struct keel_stream *st);
 /* Request body bytes arrived from the client: forward them if an upstream is connected. */
 void keel_stream_request_body(struct keel_stream *st);
+/* Picks an endpoint of the stream's cluster (st->cluster, else the route's weighted choice) and starts the
+ * attempt. */
+void keel_stream_dispatch(struct keel_stream *st);
+/* mirror.c: sends the shadow copies the route asks for (VirtualService mirror/mirrors), once per request, when the
+ * request is complete and its body (if any) was kept whole in st->replay. */
+void keel_mirror_fire(struct keel_stream *st);
+
 /* The worker's list of open client connections (keel_downstreams_shutdown walks it). */
 void keel_downstream_link(struct keel_downstream *ds);
 void keel_downstream_unlink(struct keel_downstream *ds);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""retry_cors_test.py - VirtualService retries, perTryTimeout, CORS and gRPC fault aborts, over real sockets.
+"""route_policies_test.py - VirtualService retries, perTryTimeout, CORS, gRPC fault aborts and mirroring.
 
 Upstreams are small Python servers whose behaviour depends on the path and
 on x-envoy-attempt-count (so a retry is visible to them): always 503, 503 on
@@ -10,10 +10,12 @@ avoided by the retry, gateway-error does not retry a 500, numeric codes
 (409) and retriable-4xx, perTryTimeout cuts a slow attempt and the retry
 answers, URX and the retry counter when attempts run out, retries off
 (attempts: 0), CORS preflights (allowed origin answered by keel, other
-origins forwarded), CORS fields on actual responses, and a gRPC fault abort
-(grpc-status in the head). Nothing asserts timings.
+origins forwarded), CORS fields on actual responses, a gRPC fault abort
+(grpc-status in the head), and mirroring (the copy reaches the mirror with a
+"-shadow" authority and its body, a failing mirror does not hurt, 0%
+mirrors nothing). Nothing asserts timings.
 
-Usage: tests/integration/retry_cors_test.py --keel build/debug/keel
+Usage: tests/integration/route_policies_test.py --keel build/debug/keel
 """
 import http.server
 import os
@@ -54,7 +56,7 @@ def make_handler(name, seen):
             attempt = int(self.headers.get("x-envoy-attempt-count", "0") or 0)
             path = self.path.split("?")[0]
             with lock:
-                seen.append((name, path, attempt))
+                seen.append((name, path, attempt, self.headers.get("host")))
             if name == "bad" or path.startswith("/always503"):
                 self.answer(503, b"unavailable\n")
             elif path.startswith("/first503"):
@@ -69,6 +71,13 @@ def make_handler(name, seen):
                 self.answer(200)
             else:
                 self.answer(200)
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            with lock:
+                seen.append((name, "POST " + self.path.split("?")[0], self.headers.get("host"), body))
+            self.answer(200)
 
         def do_OPTIONS(self):
             with lock:
@@ -132,6 +141,20 @@ spec:
       maxAge: 1h
       allowCredentials: true
     route: [{{destination: {{host: good.test}}}}]
+  - name: mirrored
+    match: [{{uri: {{prefix: /mirrored}}}}]
+    mirror: {{host: shadow.test}}
+    mirrorPercentage: {{value: 100}}
+    route: [{{destination: {{host: good.test}}}}]
+  - name: mirror-to-dead
+    match: [{{uri: {{prefix: /mirrordead}}}}]
+    mirrors: [{{destination: {{host: dead.test}}}}]
+    route: [{{destination: {{host: good.test}}}}]
+  - name: mirror-none
+    match: [{{uri: {{prefix: /mirrornone}}}}]
+    mirror: {{host: shadow.test}}
+    mirrorPercentage: {{value: 0}}
+    route: [{{destination: {{host: good.test}}}}]
   - name: default
     retries: {{attempts: 3, retryOn: 5xx}}
     route: [{{destination: {{host: good.test}}}}]
@@ -159,6 +182,26 @@ spec:
   - {{address: 127.0.0.1, ports: {{http: {bad}}}}}
 ---
 apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: shadow, namespace: istio-system}}
+spec:
+  hosts: [shadow.test]
+  location: MESH_INTERNAL
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {shadow}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: dead, namespace: istio-system}}
+spec:
+  hosts: [dead.test]
+  location: MESH_INTERNAL
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {dead}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: pair, namespace: istio-system}}
 spec:
@@ -180,11 +223,13 @@ def main():
     seen = []
     good, gport = serve(Upstream, make_handler("good", seen))
     bad, bport = serve(Upstream, make_handler("bad", seen))
-    gw, admin = free_port(), free_port()
+    shadow, sport = serve(Upstream, make_handler("shadow", seen))
+    gw, admin, dead = free_port(), free_port(), free_port()
     cfgdir = os.path.join(tmp, "config")
     os.makedirs(cfgdir)
     logpath = os.path.join(tmp, "access.log")
-    write_atomic(os.path.join(cfgdir, "mesh.yaml"), CONFIG.format(gw=gw, good=gport, bad=bport, log=logpath))
+    write_atomic(os.path.join(cfgdir, "mesh.yaml"), CONFIG.format(gw=gw, good=gport, bad=bport, shadow=sport, dead=dead,
+                                                                   log=logpath))
     proxy_log = open(os.path.join(tmp, "proxy.log"), "w")
     proc = start_proxy(keel, "router", cfgdir, admin, proxy_log, "--concurrency", "2")
     try:
@@ -197,11 +242,11 @@ def main():
         codes = [request(gw, "GET", "/pair/%d" % i)[0].status for i in range(40)]
         check("retries avoid the failing endpoint: 40 of 40 answered 200", codes.count(200) == 40, codes)
         check("...and the failing endpoint was tried (it is in the rotation)",
-              any(n == "bad" for n, p, a in seen), len(seen))
+              any(e[0] == "bad" for e in seen), len(seen))
         del seen[:]
         r, _ = request(gw, "GET", "/always500")
         check("gateway-error does not retry a 500", r.status == 500 and
-              sum(1 for n, p, a in seen if p == "/always500") == 1, (r.status, seen))
+              sum(1 for e in seen if e[1] == "/always500") == 1, (r.status, seen))
         r, _ = request(gw, "GET", "/first409")
         check("a numeric retryOn code (409) is retried", r.status == 200 and r.getheader("x-attempt") == "2",
               (r.status, r.getheaders()))
@@ -213,7 +258,7 @@ def main():
         check("attempts: 0 turns retries off (the 503 reaches the client)", r.status == 503, r.status)
         del seen[:]
         r, _ = request(gw, "GET", "/always503")
-        tries = sum(1 for n, p, a in seen if p == "/always503")
+        tries = sum(1 for e in seen if e[1] == "/always503")
         check("attempts: 3 -> 4 tries in all, then the 503 goes to the client", r.status == 503 and tries == 4,
               (r.status, tries))
         status, text = http_get(admin, "/stats/prometheus")
@@ -254,8 +299,37 @@ def main():
               r.getheader("grpc-status") == "14" and r.getheader("content-type") == "application/grpc",
               (r.status, r.getheaders()))
 
+        # --- mirroring
+        del seen[:]
+        r, _ = request(gw, "GET", "/mirrored/a", headers={"Host": "shop.example.com:8080"})
+        r2, _ = request(gw, "POST", "/mirrored/b", body=b"payload-123", headers={"Host": "shop.example.com"})
+
+        def shadow_seen():
+            with lock:
+                return [e for e in seen if e[0] == "shadow"]
+        deadline = time.time() + 10
+        while len(shadow_seen()) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        sh = shadow_seen()
+        check("the real requests are answered by the primary", r.status == 200 and r2.status == 200 and
+              r.getheader("x-upstream") == "good", (r.status, r2.status))
+        check("a GET is mirrored with the -shadow authority",
+              any(e[1] == "/mirrored/a" and e[3] == "shop.example.com-shadow:8080" for e in sh), sh)
+        check("a POST is mirrored with its body",
+              any(e[1] == "POST /mirrored/b" and e[2] == "shop.example.com-shadow" and e[3] == b"payload-123"
+                  for e in sh), sh)
+        codes = [request(gw, "GET", "/mirrordead/%d" % i)[0].status for i in range(10)]
+        check("a mirror that cannot be reached does not hurt the real requests", codes == [200] * 10, codes)
+        del seen[:]
+        for i in range(20):
+            request(gw, "GET", "/mirrornone/%d" % i)
+        time.sleep(0.2)  # give a (wrong) copy the time to arrive; the check is that none does
+        check("mirrorPercentage 0 sends no copy", not shadow_seen(), shadow_seen()[:3])
+
         with open(logpath) as f:
             log = f.read()
+        check("mirror copies are not in the access log", "shadow" not in log, [ln for ln in log.splitlines()
+                                                                             if "shadow" in ln][:2])
         check("access log: URX when the retries ran out",
               re.search(r'"GET /always503 HTTP/1.1" 503 URX', log) is not None,
               [ln for ln in log.splitlines() if "always503" in ln])
@@ -266,6 +340,7 @@ def main():
         proxy_log.close()
         good.shutdown()
         bad.shutdown()
+        shadow.shutdown()
         cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 40)])
     return summary()
 
