@@ -19,7 +19,7 @@
 #                                                   h2load --h1 -c10 --rps RATE/10 --log-file
 #   4. RSS idle after start, after the load, and with SERVICES services configured
 #      (SERVICES ServiceEntry+VirtualService pairs for keel; as many backends/upstreams for the others)
-#   5. HTTP/2 (h2c) req/s                           h2load -c10 -m10 (keel: not implemented yet)
+#   5. HTTP/2 (h2c) req/s                           h2load -c10 -m10 (each proxy: h2c in, HTTP/1.1 to the upstream)
 # Each measurement runs RUNS times, interleaved across the targets, and the
 # median is reported. Prints a Markdown table (absolute numbers, keel/HAProxy,
 # and each proxy/direct) and writes it, with the date, machine, versions and
@@ -333,6 +333,7 @@ port_of() {
 h2port_of() {
     case "$1" in
     direct) echo "$p_up_h2" ;; haproxy) echo "$p_hap_h2" ;; nginx) echo "$p_ngx_h2" ;;
+    keel) echo "$p_keel" ;; # keel takes h2c prior knowledge on its HTTP port
     esac
 }
 
@@ -344,9 +345,9 @@ say "2. fixed rate: $RATE req/s"
 for rep in $(seq 1 "$RUNS"); do
     for t in direct haproxy nginx keel; do lat "$t" "$rep" "$(port_of "$t")"; done
 done
-say "3. HTTP/2 (h2c) at saturation (keel: not implemented yet)"
+say "3. HTTP/2 (h2c) at saturation"
 for rep in $(seq 1 "$RUNS"); do
-    for t in direct haproxy nginx; do h2 "$t" "$rep" "$(h2port_of "$t")"; done
+    for t in direct haproxy nginx keel; do h2 "$t" "$rep" "$(h2port_of "$t")"; done
 done
 for t in haproxy nginx keel; do rec "rss.$t.loaded" "$(rss_kb "${PID[$t]}")"; done
 for t in haproxy nginx keel; do stop_proc "$t"; done
