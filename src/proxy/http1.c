@@ -173,6 +173,63 @@ static void conn_upgrade_h2(struct keel_hconn *dc)
     keel_loop_defer(dc->ds.pw->loop, &dc->free_d, conn_free_later, dc);
 }
 
+/* CONNECT on the sidecar's outbound listener (the app uses it as its https_proxy): the connection becomes an L4
+ * session routed like the outbound TCP listener of the CONNECT's port (tcp.c: by destination IP, and by SNI for
+ * TLS ports), after "200 Connection established". Returns false when there is nothing to route it to (the caller
+ * answers). */
+static bool conn_connect(struct keel_hconn *dc, const struct keel_http_head *head, size_t used)
+{
+    struct keel_str a = head->authority;
+    const char *colon = NULL;
+    for (size_t i = a.n; i > 0; i--)
+        if (a.p[i - 1] == ':') {
+            colon = a.p + i - 1;
+            break;
+        }
+    uint64_t port;
+    if (!colon || keel_str_to_u64((struct keel_str){colon + 1, (size_t)(a.p + a.n - colon - 1)}, 65535, &port) != 0 ||
+        !dc->ds.pw->snap || !keel_snapshot_tcp_table(dc->ds.pw->snap, (uint32_t)port))
+        return false;
+    char ip[KEEL_ADDR_STRLEN] = "";
+    size_t hn = (size_t)(colon - a.p);
+    const char *hp = a.p;
+    if (hn >= 2 && hp[0] == '[' && hp[hn - 1] == ']') {
+        hp++;
+        hn -= 2;
+    }
+    char spec[KEEL_ADDR_STRLEN + 8];
+    struct keel_addr probe;
+    if (hn < sizeof(ip)) {
+        memcpy(ip, hp, hn);
+        ip[hn] = '\0';
+        snprintf(spec, sizeof(spec), strchr(ip, ':') ? "[%s]:1" : "%s:1", ip);
+        if (keel_addr_parse(spec, &probe) != 0)
+            ip[0] = '\0'; /* a name: routed by port (and SNI) */
+    }
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    struct keel_tcp_handover h = {
+        .port = (uint32_t)port,
+        .dst_ip = ip,
+        .peer = dc->ds.peer,
+        .local = dc->ds.local,
+        .reply = ok,
+        .reply_len = sizeof(ok) - 1,
+        .initial = dc->in.data + used,
+        .n = dc->in.len - used,
+    };
+    struct keel_pworker *pw = dc->ds.pw;
+    keel_io_stop(&dc->io);
+    keel_timer_stop(&dc->idle);
+    keel_downstream_unlink(&dc->ds);
+    dc->closed = true;
+    pw->conns--; /* the L4 session counts it from now on */
+    keel_stats_add(pw->stats, KEEL_STAT_DOWNSTREAM_CX_ACTIVE, -1);
+    keel_tcp_takeover(pw, dc->fd, &h);
+    dc->fd = -1;
+    keel_loop_defer(pw->loop, &dc->free_d, conn_free_later, dc);
+    return true;
+}
+
 /* ---- the codec's side of the exchange (stream.h) --------------------------------------------------------------- */
 
 static int h1_head(struct keel_stream *st, int status, struct keel_str reason, const struct keel_http_header *h,
@@ -422,6 +479,16 @@ static void conn_process(struct keel_hconn *dc)
             keel_stream_local_reply(dc->st, keel_h1_error_status(rc), KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR),
                                     "http1.codec_error", why, strlen(why), NULL, 0);
         }
+        return;
+    }
+    if (keel_str_eq_c(head.method, "CONNECT") && dc->ds.role == KEEL_PL_OUTBOUND && !dc->tls) {
+        if (conn_connect(dc, &head, used))
+            return;
+        dc->ds.closing = true;
+        stream_start(dc, &head, used, false);
+        if (dc->st)
+            keel_stream_local_reply(dc->st, 404, KEEL_RF(NO_ROUTE_FOUND), "connect_route_not_found",
+                                    "no TCP or TLS service on that port", 34, NULL, 0);
         return;
     }
     stream_start(dc, &head, used, true);

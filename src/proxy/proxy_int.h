@@ -268,6 +268,20 @@ bool keel_tcp_listener_is_l4(const struct keel_listener *l);
 /* Takes an accepted downstream connection of a gateway L4 listener, a KEEL_PL_OUTBOUND_TCP listener or a
  * KEEL_PL_INBOUND listener of a TCP port (straight to its inbound cluster). */
 void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer);
+/* A client connection handed over by http1.c after a CONNECT on the sidecar's outbound listener: it becomes an
+ * L4 session routed like the outbound TCP listener of `port` (by the destination IP when the CONNECT named one, and
+ * by SNI for TLS ports). reply (the "200 Connection established") goes to the client first; initial are bytes the
+ * client already sent after its CONNECT head. */
+struct keel_tcp_handover {
+    uint32_t port;
+    const char *dst_ip; /* IP literal of the CONNECT authority, or "" for a name */
+    const char *peer, *local;
+    const char *reply;
+    size_t reply_len;
+    const char *initial;
+    size_t n;
+};
+void keel_tcp_takeover(struct keel_pworker *pw, int fd, const struct keel_tcp_handover *h);
 /* Closes (and logs) every open L4 session of the worker: its shutdown, after the drain time. */
 void keel_tcp_close_all(struct keel_pworker *pw);
 

@@ -721,6 +721,24 @@ static bool record_pending(struct keel_tconn *t)
     return t->hello_scan < n; /* part of a record header */
 }
 
+/* Parses what arrived of the ClientHello (in the upstream's output) and routes once it is complete. */
+static void parse_hello(struct keel_tconn *t)
+{
+    if (t->up.out.len < KEEL_SNI_MAX_INPUT && record_pending(t))
+        return;
+    size_t len = 0;
+    int rc = keel_sni_parse((const uint8_t *)t->up.out.data, t->up.out.len, t->sni, &len);
+    if (rc == KEEL_EAGAIN && t->up.out.len < KEEL_SNI_MAX_INPUT)
+        return;
+    if (rc == KEEL_EAGAIN)
+        rc = KEEL_ETOOBIG;
+    keel_timer_stop(&t->timer);
+    if (rc != 0)
+        t->sni[0] = '\0';
+    t->state = TS_CONNECTING; /* no more hello reading, whatever route() decides */
+    route(t, rc);
+}
+
 /* Reads the ClientHello into the upstream's output (it is replayed from there). */
 static void read_hello(struct keel_tconn *t)
 {
@@ -741,18 +759,7 @@ static void read_hello(struct keel_tconn *t)
         fail(t, KEEL_RF(NO_ROUTE_FOUND), "out_of_memory");
         return;
     }
-    if (t->up.out.len < KEEL_SNI_MAX_INPUT && record_pending(t))
-        return;
-    size_t len = 0;
-    int rc = keel_sni_parse((const uint8_t *)t->up.out.data, t->up.out.len, t->sni, &len);
-    if (rc == KEEL_EAGAIN && t->up.out.len < KEEL_SNI_MAX_INPUT)
-        return;
-    if (rc == KEEL_EAGAIN)
-        rc = KEEL_ETOOBIG;
-    keel_timer_stop(&t->timer);
-    if (rc != 0)
-        t->sni[0] = '\0';
-    route(t, rc);
+    parse_hello(t);
 }
 
 static void on_down_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
@@ -776,28 +783,21 @@ static void addr_ip(const struct keel_addr *a, char *out, size_t n)
         inet_ntop(AF_INET6, &a->u.v6.sin6_addr, out, (socklen_t)n);
 }
 
-void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer)
+/* A new session on an accepted (or handed over) client socket; NULL when out of memory (fd closed). */
+static struct keel_tconn *session_new(struct keel_pworker *pw, int fd, enum keel_listener_role role, uint32_t port)
 {
-    struct keel_pworker *pw = l->pw;
     struct keel_tconn *t = calloc(1, sizeof(*t));
     if (!t) {
         close(fd);
-        return;
+        return NULL;
     }
     t->pw = pw;
-    t->role = l->role;
-    t->port = l->port;
+    t->role = role;
+    t->port = port;
     t->down.fd = fd;
     t->up.fd = -1;
     keel_buf_init(&t->down.out, KEEL_TCP_OUT_MAX);
     keel_buf_init(&t->up.out, KEEL_TCP_OUT_MAX);
-    keel_addr_format(peer, t->peer, sizeof(t->peer));
-    struct keel_addr local;
-    if (keel_sock_local_addr(fd, &local) == 0)
-        keel_addr_format(&local, t->local, sizeof(t->local));
-    struct keel_addr dst;
-    if (keel_sock_original_dst(fd, &dst) == 0 || keel_sock_local_addr(fd, &dst) == 0)
-        addr_ip(&dst, t->local_ip, sizeof(t->local_ip));
     keel_sock_set_nodelay(fd, true);
     keel_io_init(&t->down.io, fd, on_down_io, t);
     keel_io_init(&t->up.io, -1, on_up_io, t);
@@ -808,7 +808,7 @@ void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *p
         keel_buf_free(&t->down.out);
         keel_buf_free(&t->up.out);
         free(t);
-        return;
+        return NULL;
     }
     t->next = pw->tcp;
     if (pw->tcp)
@@ -822,6 +822,12 @@ void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *p
     pw->conns++;
     keel_stats_add(pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_TOTAL, 1);
     keel_stats_add(pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_ACTIVE, 1);
+    return t;
+}
+
+/* Routes at once, or waits for the ClientHello when the port's chains or routes choose by SNI. */
+static void session_start(struct keel_tconn *t)
+{
     if (!t->snap) {
         fail(t, KEEL_RF(NO_ROUTE_FOUND), "no_config");
         return;
@@ -840,7 +846,41 @@ void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *p
         return;
     }
     t->state = TS_HELLO;
-    keel_timer_start(pw->loop, &t->timer, KEEL_TCP_HELLO_TIMEOUT_MS, on_timer, t);
+    keel_timer_start(t->pw->loop, &t->timer, KEEL_TCP_HELLO_TIMEOUT_MS, on_timer, t);
+    if (t->up.out.len)
+        parse_hello(t); /* handed over with the first bytes already read */
+}
+
+void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *peer)
+{
+    struct keel_tconn *t = session_new(l->pw, fd, l->role, l->port);
+    if (!t)
+        return;
+    keel_addr_format(peer, t->peer, sizeof(t->peer));
+    struct keel_addr local;
+    if (keel_sock_local_addr(fd, &local) == 0)
+        keel_addr_format(&local, t->local, sizeof(t->local));
+    struct keel_addr dst;
+    if (keel_sock_original_dst(fd, &dst) == 0 || keel_sock_local_addr(fd, &dst) == 0)
+        addr_ip(&dst, t->local_ip, sizeof(t->local_ip));
+    session_start(t);
+}
+
+void keel_tcp_takeover(struct keel_pworker *pw, int fd, const struct keel_tcp_handover *h)
+{
+    struct keel_tconn *t = session_new(pw, fd, KEEL_PL_OUTBOUND_TCP, h->port);
+    if (!t)
+        return;
+    snprintf(t->peer, sizeof(t->peer), "%s", h->peer);
+    snprintf(t->local, sizeof(t->local), "%s", h->local);
+    snprintf(t->local_ip, sizeof(t->local_ip), "%s", h->dst_ip ? h->dst_ip : "");
+    if ((h->reply_len && side_send(t, &t->down, h->reply, h->reply_len) < 0) ||
+        (h->n && keel_buf_append(&t->up.out, h->initial, h->n) != 0)) {
+        fail(t, KEEL_RF(NO_ROUTE_FOUND), "out_of_memory");
+        return;
+    }
+    t->rx += h->n;
+    session_start(t);
 }
 
 void keel_tcp_close_all(struct keel_pworker *pw)
