@@ -44,7 +44,11 @@ request and up). Leaks per connection or per config version are too few to
 show in RSS; the ASan build catches those at exit (LeakSanitizer makes the
 SIGTERM exit status non-zero).
 
-Usage: tests/integration/soak_test.py --keel build/debug/keel [--requests 200000]
+HTTP/2: h2load sends --h2-requests (20,000) over 2 connections x 8 streams
+alongside the HTTP/1.1 clients, through the same config changes; every one
+must be answered 2xx.
+
+Usage: tests/integration/soak_test.py --keel build/debug/keel [--requests 200000] [--h2-requests 20000]
 """
 import argparse
 import asyncio
@@ -351,6 +355,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.15, help="fraction of requests before the baseline RSS sample")
     ap.add_argument("--rss-growth-mib", type=float, default=4.0, help="allowed VmRSS growth after warm-up")
     ap.add_argument("--max-seconds", type=float, default=900, help="give up (and fail) after this long")
+    ap.add_argument("--h2-requests", type=int, default=20000,
+                    help="HTTP/2 requests sent by h2load (2 connections x 8 streams) alongside, 0 = none")
     ap.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.upstream:
@@ -397,6 +403,10 @@ def main():
                    for i in range(args.threads)]
         for t in threads:
             t.start()
+        # HTTP/2 clients too (1,000 req/s, so they span several config changes): streams on few connections
+        h2 = subprocess.Popen(["h2load", "-n", str(args.h2_requests), "-c", "2", "-m", "8", "--rps", "500",
+                               "http://127.0.0.1:%d/soak" % gw], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) if args.h2_requests else None
 
         # controller: a new config every second until the clients are done; RSS sampled every second
         se_present = False
@@ -445,6 +455,20 @@ def main():
                 unapplied.append((v, seen))
         for t in threads:
             t.join()
+        if h2:
+            try:
+                h2out = h2.communicate(timeout=max(30, args.max_seconds - (time.time() - t0)))[0]
+            except subprocess.TimeoutExpired:
+                h2.kill()
+                h2out = h2.communicate()[0]
+            m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                          r"(\d+) errored", h2out)
+            codes = re.search(r"status codes: (\d+) 2xx", h2out)
+            print("     h2load alongside: %s" % (m.group(0) if m else h2out[-300:]))
+            check("HTTP/2 clients through the config changes: every request answered 2xx",
+                  m is not None and codes is not None and int(m.group(3)) == args.h2_requests and
+                  int(m.group(4)) == 0 and int(m.group(5)) == 0 and int(codes.group(1)) == args.h2_requests,
+                  h2out[-600:])
         elapsed = time.time() - t0
         alive = proc.poll() is None
         end_rss = rss_kib(proc.pid) if alive else -1
