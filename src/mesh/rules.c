@@ -9,6 +9,7 @@
 #include "config/host.h"
 #include "config/resource.h"
 #include "config/selector.h"
+#include "config/store.h"
 #include "mesh/clusters.h"
 #include "mesh/regex.h"
 #include "mesh/snapshot.h"
@@ -780,6 +781,238 @@ static const struct keel_route_action *compile_action(const struct keel_rules_ct
     return a;
 }
 
+static void list_push(struct keel_snapshot_build *b, struct keel_rules_list *out, const struct keel_route *r)
+{
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 16;
+        const struct keel_route **v = keel_arena_xalloc(b->arena, cap * sizeof(*v));
+        if (out->n)
+            memcpy(v, out->v, out->n * sizeof(*v));
+        out->v = v;
+        out->cap = cap;
+    }
+    out->v[out->n++] = r;
+}
+
+/* ---- delegate VirtualServices (Istio's mergeVirtualServices) ------------------------ */
+
+/* Istio's stringMatchConflict: a delegate's match must narrow the root's, never widen or contradict it. */
+static bool sm_conflict(const struct keel_string_match *root, const struct keel_string_match *leaf)
+{
+    if (!root || !leaf)
+        return false;
+    if (root->regex || leaf->regex)
+        return true;
+    if (root->exact)
+        return leaf->prefix || !leaf->exact || strcmp(leaf->exact, root->exact) != 0;
+    if (root->prefix) {
+        const char *l = leaf->prefix ? leaf->prefix : leaf->exact;
+        return !l || !keel_cstr_has_prefix(l, root->prefix);
+    }
+    return true;
+}
+
+static const struct keel_string_match *entry_get(const struct keel_string_match_entry *e, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(e[i].key, k) == 0)
+            return &e[i].value;
+    return NULL;
+}
+
+/* Istio's hasConflict(root, leaf). */
+static bool match_conflict(const struct keel_http_match *r, const struct keel_http_match *l)
+{
+    if (sm_conflict(r->uri, l->uri) || sm_conflict(r->scheme, l->scheme) || sm_conflict(r->method, l->method) ||
+        sm_conflict(r->authority, l->authority))
+        return true;
+    for (size_t i = 0; i < l->n_headers; i++)
+        if (sm_conflict(entry_get(r->headers, r->n_headers, l->headers[i].key), &l->headers[i].value))
+            return true;
+    for (size_t i = 0; i < l->n_without_headers; i++)
+        if (sm_conflict(entry_get(r->without_headers, r->n_without_headers, l->without_headers[i].key),
+                        &l->without_headers[i].value))
+            return true;
+    for (size_t i = 0; i < l->n_query_params; i++)
+        if (sm_conflict(entry_get(r->query_params, r->n_query_params, l->query_params[i].key),
+                        &l->query_params[i].value))
+            return true;
+    if (r->ignore_uri_case != l->ignore_uri_case)
+        return true;
+    if (r->port > 0 && l->port > 0 && r->port != l->port)
+        return true;
+    if (!keel_cstr_empty(r->source_namespace) &&
+        (keel_cstr_empty(l->source_namespace) || strcmp(r->source_namespace, l->source_namespace) != 0))
+        return true;
+    for (size_t i = 0; i < l->n_source_labels; i++)
+        for (size_t j = 0; j < r->n_source_labels; j++)
+            if (strcmp(l->source_labels[i].key, r->source_labels[j].key) == 0 &&
+                strcmp(l->source_labels[i].value, r->source_labels[j].value) != 0)
+                return true;
+    for (size_t i = 0; r->n_gateways && i < l->n_gateways; i++) { /* the root's gateways must include the leaf's */
+        bool found = false;
+        for (size_t j = 0; j < r->n_gateways && !found; j++)
+            found = strcmp(l->gateways[i], r->gateways[j]) == 0;
+        if (!found)
+            return true;
+    }
+    return false;
+}
+
+/* Entries of the leaf, then the root's for keys the leaf does not have. */
+static struct keel_string_match_entry *merge_entries(struct keel_snapshot_build *b,
+                                                     const struct keel_string_match_entry *l, size_t nl,
+                                                     const struct keel_string_match_entry *r, size_t nr, size_t *n)
+{
+    *n = 0;
+    if (!nl && !nr)
+        return NULL;
+    struct keel_string_match_entry *out = keel_arena_xalloc(b->arena, (nl + nr) * sizeof(*out));
+    for (size_t i = 0; i < nl; i++)
+        out[(*n)++] = l[i];
+    for (size_t i = 0; i < nr; i++)
+        if (!entry_get(l, nl, r[i].key))
+            out[(*n)++] = r[i];
+    return out;
+}
+
+/* Istio's mergeHTTPMatchRequest: the leaf's conditions, the root's where the leaf has none. */
+static struct keel_http_match *merge_match(struct keel_snapshot_build *b, const struct keel_http_match *r,
+                                           const struct keel_http_match *l)
+{
+    struct keel_http_match *m = keel_arena_xalloc(b->arena, sizeof(*m));
+    *m = *l;
+    if (keel_cstr_empty(l->name))
+        m->name = r->name;
+    else if (!keel_cstr_empty(r->name))
+        m->name = keel_arena_printf(b->arena, "%s-%s", r->name, l->name);
+    if (!m->uri)
+        m->uri = r->uri;
+    if (!m->scheme)
+        m->scheme = r->scheme;
+    if (!m->method)
+        m->method = r->method;
+    if (!m->authority)
+        m->authority = r->authority;
+    m->headers = merge_entries(b, l->headers, l->n_headers, r->headers, r->n_headers, &m->n_headers);
+    m->without_headers = merge_entries(b, l->without_headers, l->n_without_headers, r->without_headers,
+                                       r->n_without_headers, &m->n_without_headers);
+    m->query_params = merge_entries(b, l->query_params, l->n_query_params, r->query_params, r->n_query_params,
+                                    &m->n_query_params);
+    if (m->port <= 0)
+        m->port = r->port;
+    if (keel_cstr_empty(m->source_namespace))
+        m->source_namespace = r->source_namespace;
+    if (!m->n_source_labels) {
+        m->source_labels = r->source_labels;
+        m->n_source_labels = r->n_source_labels;
+    }
+    if (!m->n_gateways) {
+        m->gateways = r->gateways;
+        m->n_gateways = r->n_gateways;
+    }
+    return m;
+}
+
+static bool exported_to(const struct keel_virtual_service *vs, const char *vs_ns, const char *ns)
+{
+    if (!vs->n_export_to)
+        return true;
+    for (size_t i = 0; i < vs->n_export_to; i++) {
+        const char *e = vs->export_to[i];
+        if (strcmp(e, "*") == 0 || strcmp(e, ns) == 0 || (strcmp(e, ".") == 0 && strcmp(vs_ns, ns) == 0))
+            return true;
+    }
+    return false;
+}
+
+static void add_rule_routes(const struct keel_rules_ctx *x, const struct keel_resource *res, const char *path,
+                            const struct keel_http_route *h, const struct keel_http_match *const *ms, size_t nm,
+                            const char *const *paths, struct keel_rules_list *out);
+
+/* A root rule with `delegate`: the delegate VirtualService's rules take its place, each match merged with the
+ * root's (a delegate match that contradicts every root match is dropped, as Istio does). One level only. */
+static void compile_delegate(const struct keel_rules_ctx *x, const struct keel_resource *root, const char *path,
+                             const struct keel_http_route *h, struct keel_rules_list *out)
+{
+    struct keel_snapshot_build *b = x->b;
+    const char *ns = keel_cstr_empty(h->delegate->namespace) ? root->ns : h->delegate->namespace;
+    const struct keel_resource *d =
+        keel_cstr_empty(h->delegate->name) ? NULL
+                                           : keel_store_get(b->store, KEEL_KIND_VIRTUAL_SERVICE, ns, h->delegate->name);
+    const struct keel_virtual_service *dvs = d ? d->spec : NULL;
+    if (!dvs || dvs->n_hosts || !exported_to(dvs, d->ns, root->ns)) {
+        keel_snapshot_warn_at(b, root, keel_obj_loc(&h->_o, "delegate"), path,
+                              !dvs ? "delegate VirtualService %s/%s not found: this rule is ignored"
+                              : dvs->n_hosts ? "delegate VirtualService %s/%s has hosts (a delegate must not): this "
+                                               "rule is ignored"
+                                             : "delegate VirtualService %s/%s is not exported to this namespace: this "
+                                               "rule is ignored",
+                              ns, h->delegate->name ? h->delegate->name : "");
+        return;
+    }
+    char dpath[KEEL_PATH_MAX], mpath[KEEL_PATH_MAX + 32];
+    for (size_t i = 0; i < dvs->n_http; i++) {
+        const struct keel_http_route *dh = &dvs->http[i];
+        subpath(dpath, sizeof(dpath), "spec.http[%zu]", i);
+        if (dh->delegate) {
+            keel_snapshot_warn_at(b, d, keel_obj_loc(&dh->_o, "delegate"), dpath,
+                                  "a delegate VirtualService cannot delegate again: this rule is ignored");
+            continue;
+        }
+        size_t nr = h->n_match ? h->n_match : 1, nl = dh->n_match ? dh->n_match : 1;
+        const struct keel_http_match **ms = keel_arena_xalloc(b->arena, nr * nl * sizeof(*ms));
+        const char **paths = keel_arena_xalloc(b->arena, nr * nl * sizeof(*paths));
+        size_t n = 0;
+        for (size_t r = 0; r < nr; r++) {
+            const struct keel_http_match *rm = h->n_match ? &h->match[r] : NULL;
+            for (size_t l = 0; l < nl; l++) {
+                const struct keel_http_match *lm = dh->n_match ? &dh->match[l] : NULL;
+                if (rm && lm && match_conflict(rm, lm))
+                    continue;
+                ms[n] = rm && lm ? merge_match(b, rm, lm) : rm ? rm : lm;
+                subpath(mpath, sizeof(mpath), "%s.match[%zu]", dpath, l);
+                paths[n++] = dup(b, mpath);
+            }
+        }
+        if (!n) {
+            keel_snapshot_warn_at(b, d, keel_obj_loc(&dh->_o, "match"), dpath,
+                                  "every match of this rule conflicts with the root VirtualService's match at %s: "
+                                  "the rule is ignored",
+                                  path);
+            continue;
+        }
+        add_rule_routes(x, d, dpath, dh, ms, n, paths, out);
+    }
+}
+
+/* The routes of rule h for the matches ms (a delegate's merged matches; paths[i] names each for diagnostics). */
+static void add_rule_routes(const struct keel_rules_ctx *x, const struct keel_resource *res, const char *path,
+                            const struct keel_http_route *h, const struct keel_http_match *const *ms, size_t nm,
+                            const char *const *paths, struct keel_rules_list *out)
+{
+    struct keel_snapshot_build *b = x->b;
+    char label[300];
+    keel_resource_label(res, label, sizeof(label));
+    const struct keel_route_action *act = NULL;
+    for (size_t j = 0; j < nm; j++) {
+        const struct keel_http_match *m = ms[j];
+        if (!block_applies(x, res, m))
+            continue;
+        struct keel_route *r = keel_arena_xalloc(b->arena, sizeof(*r));
+        if (!compile_cond(x, res, paths[j], m, &r->cond))
+            continue;
+        if (!act)
+            act = compile_action(x, res, path, h);
+        r->action = act;
+        const char *rn = keel_cstr_empty(h->name) ? "" : h->name;
+        r->name = m && !keel_cstr_empty(m->name) ? keel_arena_printf(b->arena, "%s.%s", rn, m->name) : dup(b, rn);
+        r->origin = keel_arena_printf(b->arena, "%s %s", label, paths[j]);
+        r->catch_all = is_catch_all(&r->cond);
+        list_push(b, out, r);
+    }
+}
+
 /* ---- compile: one VirtualService ------------------------------------------------- */
 
 size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel_resource *res,
@@ -795,8 +1028,7 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
         const struct keel_http_route *h = &vs->http[i];
         subpath(path, sizeof(path), "spec.http[%zu]", i);
         if (h->delegate) {
-            keel_snapshot_warn_at(b, res, keel_obj_loc(&h->_o, "delegate"), path,
-                                  "delegate VirtualServices are not supported yet: this rule is ignored");
+            compile_delegate(x, res, path, h, out);
             continue;
         }
         const struct keel_route_action *act = NULL;
@@ -817,15 +1049,7 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
             r->origin = h->n_match ? keel_arena_printf(b->arena, "%s %s", label, p)
                                    : keel_arena_printf(b->arena, "%s %s", label, path);
             r->catch_all = is_catch_all(&r->cond);
-            if (out->n == out->cap) {
-                size_t cap = out->cap ? out->cap * 2 : 16;
-                const struct keel_route **v = keel_arena_xalloc(b->arena, cap * sizeof(*v));
-                if (out->n)
-                    memcpy(v, out->v, out->n * sizeof(*v));
-                out->v = v;
-                out->cap = cap;
-            }
-            out->v[out->n++] = r;
+            list_push(b, out, r);
             if (r->catch_all) {
                 catchall_rule = i; /* routes are matched in order: nothing after this one can match */
                 if (j + 1 < nm) {

@@ -522,6 +522,44 @@ static void test_tcp_routes(void **state)
     fx_free(&f);
 }
 
+/* Delegate VirtualServices: the delegate's rules replace the root rule, each match merged with the root's; a
+ * match that contradicts the root's is dropped; a missing delegate is reported. */
+static void test_delegate(void **state)
+{
+    (void)state;
+    const char *yaml =
+        SVC("reviews", "80") SVC("other", "80") VS(
+            "reviews",
+            "  http:\n"
+            "  - name: root\n    match: [{uri: {prefix: /reviews}, headers: {x-team: {exact: a}}}]\n"
+            "    delegate: {name: reviews-rules}\n"
+            "  - name: missing\n    match: [{uri: {prefix: /gone}}]\n    delegate: {name: nope}\n"
+            "  - name: fallback\n    route: [{destination: {host: other}}]\n")
+        "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: reviews-rules, namespace: default}\nspec:\n  http:\n"
+        "  - name: v2\n    match: [{uri: {prefix: /reviews/v2}, name: two}, {uri: {prefix: /elsewhere}}]\n"
+        "    route: [{destination: {host: reviews}}]\n    timeout: 3s\n"
+        "  - name: rest\n    route: [{destination: {host: reviews}}]\n";
+    struct fx f;
+    fx_build(&f, yaml, "80");
+    struct keel_http_head h;
+    head(&h, "GET", "reviews", "/reviews/v2/x", "x-team", "a", NULL);
+    const struct keel_route *r = keel_route_match(f.t, &h, 80, NULL);
+    assert_non_null(r);
+    assert_string_equal(r->name, "v2.two"); /* the delegate's rule, with the delegate's own settings */
+    assert_int_equal(r->action->timeout, 3000000000LL);
+    head(&h, "GET", "reviews", "/reviews/v2/x", NULL); /* the root's header condition still applies */
+    assert_string_equal(route_name(&f, &h), "fallback");
+    head(&h, "GET", "reviews", "/reviews/x", "x-team", "a", NULL);
+    assert_string_equal(route_name(&f, &h), "rest"); /* no match of its own: the root's */
+    head(&h, "GET", "reviews", "/elsewhere", "x-team", "a", NULL); /* widens the root's prefix: dropped */
+    assert_string_equal(route_name(&f, &h), "fallback");
+    head(&h, "GET", "reviews", "/gone", NULL);
+    assert_string_equal(route_name(&f, &h), "fallback");
+    assert_true(has_diag(&f, "delegate VirtualService default/nope not found"));
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_fault_mirror_cors_headers),
         cmocka_unit_test(test_undefined_subset_is_nc),
         cmocka_unit_test(test_tcp_routes),
+        cmocka_unit_test(test_delegate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
