@@ -897,8 +897,8 @@ static struct keel_http_match *merge_match(struct keel_snapshot_build *b, const 
     m->headers = merge_entries(b, l->headers, l->n_headers, r->headers, r->n_headers, &m->n_headers);
     m->without_headers = merge_entries(b, l->without_headers, l->n_without_headers, r->without_headers,
                                        r->n_without_headers, &m->n_without_headers);
-    m->query_params = merge_entries(b, l->query_params, l->n_query_params, r->query_params, r->n_query_params,
-                                    &m->n_query_params);
+    m->query_params =
+        merge_entries(b, l->query_params, l->n_query_params, r->query_params, r->n_query_params, &m->n_query_params);
     if (m->port <= 0)
         m->port = r->port;
     if (keel_cstr_empty(m->source_namespace))
@@ -937,13 +937,13 @@ static void compile_delegate(const struct keel_rules_ctx *x, const struct keel_r
 {
     struct keel_snapshot_build *b = x->b;
     const char *ns = keel_cstr_empty(h->delegate->namespace) ? root->ns : h->delegate->namespace;
-    const struct keel_resource *d =
-        keel_cstr_empty(h->delegate->name) ? NULL
-                                           : keel_store_get(b->store, KEEL_KIND_VIRTUAL_SERVICE, ns, h->delegate->name);
+    const struct keel_resource *d = keel_cstr_empty(h->delegate->name)
+                                        ? NULL
+                                        : keel_store_get(b->store, KEEL_KIND_VIRTUAL_SERVICE, ns, h->delegate->name);
     const struct keel_virtual_service *dvs = d ? d->spec : NULL;
     if (!dvs || dvs->n_hosts || !exported_to(dvs, d->ns, root->ns)) {
         keel_snapshot_warn_at(b, root, keel_obj_loc(&h->_o, "delegate"), path,
-                              !dvs ? "delegate VirtualService %s/%s not found: this rule is ignored"
+                              !dvs           ? "delegate VirtualService %s/%s not found: this rule is ignored"
                               : dvs->n_hosts ? "delegate VirtualService %s/%s has hosts (a delegate must not): this "
                                                "rule is ignored"
                                              : "delegate VirtualService %s/%s is not exported to this namespace: this "
