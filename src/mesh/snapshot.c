@@ -355,6 +355,7 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
     const struct keel_service *const *svcs = keel_clusters_services(cs, &ns);
     for (size_t i = 0; i < ns; i++)
         np += svcs[i]->n_ports;
+    bool has_http = false;
     uint32_t *ports = malloc((np + 1) * sizeof(*ports));
     if (!ports)
         abort();
@@ -398,8 +399,14 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
         }
         o->chains = chains;
         o->n_chains = nc;
+        has_http |= http;
     }
     free(ports);
+    /* no HTTP port imported at all (Sidecar egress hosts "~/any", or no services): one table with only the outbound
+     * traffic policy's `*` host, so requests to unknown hosts still get allow_any / block_all and never fall to a
+     * later (inbound) table */
+    if (!has_http)
+        add_table(b, tables, keel_vhosts_build_sidecar(b, cs, 0));
 }
 
 /* ---- build ----------------------------------------------------------------------------- */
