@@ -98,7 +98,7 @@ struct keel_runtime {
     /* ProxyConfig (config/proxyconfig.h) of the config being served: its arena lives as long as rt->store */
     struct keel_proxyconfig pc;
     struct keel_arena *pc_arena;
-    const char *workers_from; /* what set the worker count at start */
+    char workers_from[160]; /* what set the worker count at start (a copy: pc_arena changes at every reload) */
 };
 
 const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt)
@@ -579,7 +579,7 @@ static void proxyconfig_json(const struct keel_runtime *rt, struct keel_buf *out
 {
     const struct keel_proxyconfig *pc = &rt->pc;
     keel_buf_printf(out, "{\"workers\": %u, \"workersFrom\": ", rt->npw);
-    keel_buf_json_str(out, rt->workers_from ? rt->workers_from : "");
+    keel_buf_json_str(out, rt->workers_from);
     keel_buf_puts(out, ", \"concurrency\": ");
     if (pc->has_concurrency)
         keel_buf_printf(out, "%lld", (long long)pc->concurrency);
@@ -621,7 +621,7 @@ static int adm_server_info(void *ctx, struct keel_buf *out)
 {
     struct keel_runtime *rt = ctx;
     keel_buf_printf(out, ",\"concurrency\":%u,\"concurrency_from\":", rt->npw);
-    return keel_buf_json_str(out, rt->workers_from ? rt->workers_from : "");
+    return keel_buf_json_str(out, rt->workers_from);
 }
 
 static int adm_config_dump(void *ctx, struct keel_buf *out)
@@ -831,14 +831,15 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
         return 1;
     /* --concurrency, else the effective ProxyConfig's (0 = every CPU), else every CPU */
     unsigned n = rt->opt.concurrency;
-    rt->workers_from = "--concurrency";
+    const char *from = "--concurrency";
     if (n == 0 && rt->pc.has_concurrency) {
         n = workers_for(rt->pc.concurrency);
-        rt->workers_from = rt->pc.concurrency_from;
+        from = rt->pc.concurrency_from;
     } else if (n == 0) {
         n = workers_for(0);
-        rt->workers_from = "CPUs";
+        from = "CPUs";
     }
+    snprintf(rt->workers_from, sizeof(rt->workers_from), "%s", from);
     rt->npw = n;
     rt->pws = calloc(n, sizeof(*rt->pws));
     rt->shards = calloc(n, sizeof(*rt->shards));
