@@ -16,7 +16,12 @@
  * type that can exist (v2 and other non-v3 Envoy types are rejected with
  * istiod's "referenced type unknown" message), and `typed_config` objects
  * carry an `@type`.
+ *
+ * A patch istiod accepts but keel does not apply (config/envoyfilter.h says
+ * which) gets a warning naming it and the reason, so nothing is dropped
+ * silently.
  */
+#include "config/envoyfilter.h"
 #include "config/validate_common.h"
 #include "config/validate_traffic.h"
 
@@ -335,6 +340,13 @@ static void check_patch(struct keel_vctx *v, const struct keel_ef_config_patch *
     mark = keel_vpush(v, "patch");
     check_value(v, p);
     keel_vpop(v, mark);
+    /* valid for istiod; does keel apply it? (config/envoyfilter.h) never drop a patch silently */
+    struct keel_ef_plan plan;
+    char why[400];
+    keel_envoyfilter_plan(cp, &plan, why, sizeof(why));
+    if (!plan.applied)
+        keel_vwarn(v, o, NULL, "%s %s patch not applied by keel: %s", apply_to_name(cp->apply_to),
+                   keel_envoyfilter_operation_name((int)p->operation), plan.reason);
 }
 
 void keel_validate_envoy_filter(struct keel_vctx *v, const struct keel_envoy_filter *s)

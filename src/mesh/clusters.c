@@ -30,6 +30,7 @@
 #include "config/selector.h"
 #include "config/store.h"
 #include "mesh/inbound.h"
+#include "mesh/scope.h"
 #include "mesh/snapshot.h"
 
 #include <arpa/inet.h>
@@ -1099,8 +1100,18 @@ static int cmp_cluster(const void *a, const void *b)
 struct keel_cluster_set *keel_clusters_build(struct keel_snapshot_build *b)
 {
     struct keel_cluster_set *cs = keel_arena_xalloc(b->arena, sizeof(*cs));
-    size_t n;
-    struct svcb *svcs = collect_services(b, &n);
+    size_t nall;
+    struct svcb *all = collect_services(b, &nall);
+    /* the outbound side sees what the Sidecar's egress imports (mesh/scope.h); the inbound side every service */
+    struct svcb *svcs = all;
+    size_t n = nall;
+    if (b->scope) {
+        svcs = keel_arena_xalloc(b->arena, (nall + 1) * sizeof(*svcs));
+        n = 0;
+        for (size_t i = 0; i < nall; i++)
+            if (keel_scope_service(b->scope, all[i].pub->ns, all[i].pub->host, 0))
+                svcs[n++] = all[i];
+    }
     const struct keel_service **pub = keel_arena_xalloc(b->arena, (n + 1) * sizeof(*pub));
     struct keel_host_entry *ents = calloc(n + 1, sizeof(*ents));
     if (!ents)
@@ -1136,7 +1147,7 @@ struct keel_cluster_set *keel_clusters_build(struct keel_snapshot_build *b)
         qsort(dn.list.v, dn.list.n, sizeof(char *), cmp_str);
     cs->dns_names = dn.list.v;
     cs->n_dns_names = dn.list.n;
-    inbound_clusters(b, svcs, n, &out);
+    inbound_clusters(b, all, nall, &out);
     special_cluster(b, &out, "PassthroughCluster", KEEL_CLUSTER_ORIGINAL_DST);
     special_cluster(b, &out, "BlackHoleCluster", KEEL_CLUSTER_BLACKHOLE);
     qsort(out.v, out.n, sizeof(struct keel_cluster *), cmp_cluster);

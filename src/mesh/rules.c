@@ -1063,6 +1063,14 @@ size_t keel_rules_compile_http(const struct keel_rules_ctx *x, const struct keel
         }
     }
     for (size_t i = catchall_rule + 1; catchall_rule != SIZE_MAX && i < vs->n_http; i++) {
+        /* a rule none of whose blocks applies to this proxy (another gateway or port: the guide's egress
+         * VirtualService with gateways [mesh, egress]) would not be used here anyway: nothing to report */
+        const struct keel_http_route *h = &vs->http[i];
+        bool applies = !h->n_match;
+        for (size_t j = 0; j < h->n_match && !applies; j++)
+            applies = block_applies(x, res, &h->match[j]);
+        if (!applies)
+            continue;
         subpath(path, sizeof(path), "spec.http[%zu]", i);
         keel_snapshot_warn_at(b, res, keel_obj_item_loc(&vs->_o, "http", i), path,
                               "virtualService rule not used: rule spec.http[%zu] matches every request", catchall_rule);

@@ -27,7 +27,9 @@
 #include "config/selector.h"
 #include "config/store.h"
 #include "mesh/inbound.h"
+#include "mesh/patches.h"
 #include "mesh/regex.h"
+#include "mesh/scope.h"
 #include "mesh/vhosts.h"
 
 #include <stdarg.h>
@@ -55,6 +57,9 @@ struct keel_snapshot {
     struct keel_diag *diags;
     size_t n_diags, cap_diags;
     struct keel_regex *regexes;
+    const struct keel_scope *scope;
+    const struct keel_ef_report *efs;
+    size_t n_efs;
 };
 
 /* ---- build helpers --------------------------------------------------------------------- */
@@ -346,15 +351,11 @@ static int cmp_u32(const void *a, const void *b)
 static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster_set *cs, struct keel_arena_vec *out,
                               struct keel_arena_vec *tables, struct keel_arena_vec *tcp)
 {
-    const struct keel_resource *sc = keel_store_sidecar_for(b->store, b->ns, b->id->labels, b->id->n_labels, NULL);
-    const struct keel_sidecar *scs = sc ? sc->spec : NULL;
-    if (scs && scs->n_egress)
-        keel_snapshot_warn(b, sc, "spec.egress",
-                           "Sidecar egress scoping is not applied yet: this proxy imports every visible service");
     size_t ns, np = 0;
     const struct keel_service *const *svcs = keel_clusters_services(cs, &ns);
     for (size_t i = 0; i < ns; i++)
         np += svcs[i]->n_ports;
+    bool has_http = false;
     uint32_t *ports = malloc((np + 1) * sizeof(*ports));
     if (!ports)
         abort();
@@ -370,11 +371,13 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
         bool http = false, l4 = false;
         for (size_t k = 0; k < ns; k++) {
             const struct keel_svc_port *sp = keel_clusters_service_port(svcs[k], port);
-            if (!sp)
+            if (!sp || !keel_scope_service(b->scope, svcs[k]->ns, svcs[k]->host, port))
                 continue;
             http |= keel_clusters_proto_is_http(sp->proto) || sp->proto == KEEL_PROTO_UNKNOWN;
             l4 |= !keel_clusters_proto_is_http(sp->proto);
         }
+        if (!http && !l4)
+            continue; /* no service imported on this port (Sidecar egress) */
         struct keel_listener *o = keel_arena_vec_push(b->arena, out, sizeof(*o));
         memset(o, 0, sizeof(*o));
         o->bind = "0.0.0.0";
@@ -396,8 +399,14 @@ static void sidecar_listeners(struct keel_snapshot_build *b, struct keel_cluster
         }
         o->chains = chains;
         o->n_chains = nc;
+        has_http |= http;
     }
     free(ports);
+    /* no HTTP port imported at all (Sidecar egress hosts "~/any", or no services): one table with only the outbound
+     * traffic policy's `*` host, so requests to unknown hosts still get allow_any / block_all and never fall to a
+     * later (inbound) table */
+    if (!has_http)
+        add_table(b, tables, keel_vhosts_build_sidecar(b, cs, 0));
 }
 
 /* ---- build ----------------------------------------------------------------------------- */
@@ -429,6 +438,8 @@ struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const 
     const struct keel_mesh_outbound_traffic_policy *otp = b.mesh ? b.mesh->outbound_traffic_policy : NULL;
     b.registry_only =
         otp && keel_obj_has(&otp->_o, "mode") && otp->mode == KEEL_MESH_OUTBOUND_TRAFFIC_POLICY_MODE_REGISTRY_ONLY;
+    b.scope = keel_scope_build(&b); /* may override registry_only (Sidecar outboundTrafficPolicy) */
+    s->scope = b.scope;
 
     s->cs = keel_clusters_build(&b);
     keel_vhosts_prepare(&b, s->cs);
@@ -438,6 +449,7 @@ struct keel_snapshot *keel_snapshot_build(const struct keel_store *store, const 
     else
         sidecar_listeners(&b, s->cs, &listeners, &tables, &tcp);
     keel_inbound_tables(&b, s->cs, &tables, &tcp);
+    s->efs = keel_patches_apply(&b, listeners.v, listeners.n, &s->n_efs);
     s->inbound = b.inbound;
     s->n_inbound = b.n_inbound;
     s->listeners = listeners.v;
@@ -718,6 +730,19 @@ static void dump_listener(struct keel_snapshot_json *j, const struct keel_listen
         keel_snapshot_json_close(j, '}');
     }
     keel_snapshot_json_close(j, ']');
+    if (l->n_sockopts) {
+        keel_snapshot_json_open(j, "socketOptions", '[');
+        for (size_t i = 0; i < l->n_sockopts; i++) {
+            const struct keel_ef_sockopt *o = &l->sockopts[i];
+            keel_snapshot_json_open(j, NULL, '{');
+            keel_snapshot_json_str(j, "option", keel_envoyfilter_sockopt_name(o->level, o->name));
+            keel_snapshot_json_int(j, "level", o->level);
+            keel_snapshot_json_int(j, "name", o->name);
+            keel_snapshot_json_int(j, "value", o->value);
+            keel_snapshot_json_close(j, '}');
+        }
+        keel_snapshot_json_close(j, ']');
+    }
     keel_snapshot_json_close(j, '}');
 }
 
@@ -746,6 +771,8 @@ int keel_snapshot_dump_json(const struct keel_snapshot *s, struct keel_buf *out)
         keel_vhosts_dump_tcp(s->tcp[i], &j);
     keel_snapshot_json_close(&j, ']');
     keel_inbound_dump_json(s->inbound, s->n_inbound, &j);
+    keel_scope_dump_json(s->scope, &j);
+    keel_patches_dump_json(s->efs, s->n_efs, &j);
     keel_clusters_dump_json(s->cs, &j);
     keel_snapshot_json_open(&j, "diagnostics", '[');
     for (size_t i = 0; i < s->n_diags; i++) {

@@ -37,6 +37,7 @@
 #define KEEL_MESH_SNAPSHOT_H
 
 #include "base/diag.h"
+#include "config/envoyfilter.h"
 #include "config/schema.h"
 #include "mesh/clusters.h"
 #include "mesh/routes.h"
@@ -52,6 +53,7 @@ struct keel_mesh_config;
 struct keel_arena;
 struct keel_map;
 struct keel_resource;
+struct keel_scope;
 
 enum keel_proxy_kind {
     KEEL_PROXY_SIDECAR,
@@ -108,6 +110,10 @@ struct keel_listener {
     enum keel_proto proto; /* of the first server */
     const struct keel_listener_chain *chains;
     size_t n_chains;
+    /* EnvoyFilter LISTENER MERGE socket_options (mesh/patches.h), in application order: the proxy sets them on
+     * every socket this listener accepts */
+    const struct keel_ef_sockopt *sockopts;
+    size_t n_sockopts;
 };
 
 /* ---- inbound (sidecars) ------------------------------------------------------------ */
@@ -204,7 +210,9 @@ struct keel_snapshot_build {
     const char *root_ns;
     const struct keel_mesh_config *mesh; /* the store's MeshConfig, or NULL */
     int64_t connect_timeout;             /* ns */
-    bool registry_only;                  /* outboundTrafficPolicy REGISTRY_ONLY */
+    bool registry_only;                  /* outboundTrafficPolicy REGISTRY_ONLY (the Sidecar's, else the mesh's) */
+    const char *egress_proxy;            /* Sidecar outboundTrafficPolicy.egressProxy cluster, or NULL */
+    struct keel_scope *scope;            /* sidecar egress scope (mesh/scope.h); NULL = import everything */
     const struct keel_dns_answers *dns;  /* caller's, may be NULL */
     struct keel_diags *out;              /* caller's, may be NULL */
     struct keel_map *seen;               /* diagnostics already reported */

@@ -21,6 +21,7 @@
 #include "config/store.h"
 #include "mesh/clusters.h"
 #include "mesh/rules.h"
+#include "mesh/scope.h"
 #include "mesh/snapshot.h"
 
 #include <stdio.h>
@@ -140,7 +141,8 @@ void keel_vhosts_prepare(struct keel_snapshot_build *b, const struct keel_cluste
     st->mesh = keel_arena_xalloc(b->arena, (n + 1) * sizeof(*st->mesh));
     for (size_t i = 0; i < n; i++) {
         const struct keel_virtual_service *vs = v[i]->spec;
-        if (!vs || !vs->n_hosts || !bound_to_mesh(vs) || !keel_store_visible(b->store, v[i], b->ns))
+        if (!vs || !vs->n_hosts || !bound_to_mesh(vs) || !keel_store_visible(b->store, v[i], b->ns) ||
+            !keel_scope_virtual_service(b->scope, v[i], 0))
             continue;
         struct vsinfo *vi = &st->mesh[st->n_mesh++];
         vi->res = v[i];
@@ -373,10 +375,16 @@ static void catch_all_vhost(struct keel_snapshot_build *b, struct tbuild *t, con
         single_route(b, &l, make_route(b, "block_all", "outboundTrafficPolicy REGISTRY_ONLY", a));
         tb_add(t, "block_all", &star, 1, &l);
     } else {
-        struct keel_route_action *a = (struct keel_route_action *)keel_rules_default_action(x, "PassthroughCluster");
+        /* Sidecar outboundTrafficPolicy.egressProxy: unknown hosts go to that service instead */
+        const char *cluster = b->egress_proxy ? b->egress_proxy : "PassthroughCluster";
+        struct keel_route_action *a = (struct keel_route_action *)keel_rules_default_action(x, cluster);
         a->retry.enabled = false; /* Istio's allow_any route has no retry policy */
         a->retry.num_retries = 0;
-        single_route(b, &l, make_route(b, "allow_any", "outboundTrafficPolicy ALLOW_ANY", a));
+        single_route(b, &l,
+                     make_route(b, "allow_any",
+                                b->egress_proxy ? "Sidecar outboundTrafficPolicy egressProxy"
+                                                : "outboundTrafficPolicy ALLOW_ANY",
+                                a));
         tb_add(t, "allow_any", &star, 1, &l);
     }
 }
@@ -393,6 +401,8 @@ struct keel_route_table *keel_vhosts_build_sidecar(struct keel_snapshot_build *b
     const char *doms[MAX_SVC_DOMAINS];
     for (size_t i = 0; i < st->n_mesh; i++) {
         const struct vsinfo *vi = &st->mesh[i];
+        if (!keel_scope_virtual_service(b->scope, vi->res, port))
+            continue; /* not imported on this port by the Sidecar's egress */
         bool on_port = false, any_http = false;
         for (size_t k = 0; k < vi->n_claimed; k++) {
             on_port |= has_http_port(vi->claimed[k], port);
@@ -406,7 +416,7 @@ struct keel_route_table *keel_vhosts_build_sidecar(struct keel_snapshot_build *b
         for (size_t k = 0; k < vi->n_claimed; k++) {
             const struct keel_service *s = vi->claimed[k];
             xput(&handled, s->host, (void *)1);
-            if (!has_http_port(s, port))
+            if (!has_http_port(s, port) || !keel_scope_service(b->scope, s->ns, s->host, port))
                 continue;
             size_t n = service_domains(b, s, port, doms);
             tb_add(&t, keel_arena_printf(b->arena, "%s:%u", s->host, port), doms, n, &routes);
@@ -423,7 +433,8 @@ struct keel_route_table *keel_vhosts_build_sidecar(struct keel_snapshot_build *b
     const struct keel_service *const *svcs = keel_clusters_services(cs, &ns);
     for (size_t i = 0; i < ns; i++) {
         const struct keel_service *s = svcs[i];
-        if (!has_http_port(s, port) || keel_map_get(&handled, s->host, strlen(s->host)))
+        if (!has_http_port(s, port) || keel_map_get(&handled, s->host, strlen(s->host)) ||
+            !keel_scope_service(b->scope, s->ns, s->host, port))
             continue;
         const char *cluster = keel_arena_printf(b->arena, "outbound|%u||%s", port, s->host);
         struct keel_rules_list l;
@@ -490,11 +501,11 @@ struct keel_tcp_table *keel_vhosts_build_sidecar_tcp(struct keel_snapshot_build 
     for (size_t i = 0; i < ns; i++) {
         const struct keel_service *s = svcs[i];
         const struct keel_svc_port *sp = keel_clusters_service_port(s, port);
-        if (!sp || keel_clusters_proto_is_http(sp->proto))
+        if (!sp || keel_clusters_proto_is_http(sp->proto) || !keel_scope_service(b->scope, s->ns, s->host, port))
             continue;
         struct keel_rules_tcp_list l = {0};
         const struct keel_host_entry *e = keel_host_index_lookup(st->claims, s->host, strlen(s->host));
-        if (e) {
+        if (e && keel_scope_virtual_service(b->scope, ((const struct vsinfo *)e->value)->res, port)) {
             const struct vsinfo *vi = e->value;
             bool tls = sp->proto == KEEL_PROTO_TLS || sp->proto == KEEL_PROTO_HTTPS;
             keel_rules_compile_l4(&x, vi->res, tls, NULL, 0, &l);

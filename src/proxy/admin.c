@@ -400,8 +400,12 @@ static int h_server_info(struct keel_admin *a, const struct keel_http_head *req,
     if (!rc)
         rc = keel_buf_printf(body,
                              ",\"state\":\"%s\",\"uptime_current_epoch\":\"%" PRIu64
-                             "s\",\"uptime_all_epochs\":\"%" PRIu64 "s\"}\n",
+                             "s\",\"uptime_all_epochs\":\"%" PRIu64 "s\"",
                              ready ? "LIVE" : "PRE_INITIALIZING", up, up);
+    if (!rc && a->src.server_info)
+        rc = a->src.server_info(a->src.ctx, body);
+    if (!rc)
+        rc = keel_buf_puts(body, "}\n");
     *ctype = "application/json";
     return rc ? rc : 200;
 }

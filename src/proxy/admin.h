@@ -57,6 +57,8 @@ struct keel_admin_source {
     /* Optional additions. */
     int (*clusters_json)(void *ctx, struct keel_buf *out); /* GET /clusters?format=json; NULL: 404 */
     const char *version;                                   /* /server_info "version"; NULL: "unknown" */
+    int (*server_info)(void *ctx, struct keel_buf *out);   /* more /server_info members, each written as
+                                                              `,"key":value`; NULL: none */
 };
 
 /* Listens on addr (e.g. 127.0.0.1:15000; port 0 picks a free port, see keel_admin_port) and serves on loop. src is

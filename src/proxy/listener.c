@@ -25,6 +25,8 @@
  * An accepted connection goes to tcp.c when its listener is L4 (a gateway
  * port whose servers are all TCP/TLS, decided from the snapshot of the
  * moment, a sidecar TCP port, or an inbound TCP port), else to http1.c.
+ * Before that, the socket options EnvoyFilters merged into the snapshot
+ * listener (TCP keep-alive, ...) are set on it.
  */
 #include "proxy/proxy_int.h"
 
@@ -39,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void on_resume(struct keel_loop *loop, struct keel_timer *t)
@@ -62,6 +65,21 @@ static bool is_l4(const struct keel_plistener *l)
     return keel_tcp_listener_is_l4(keel_snapshot_listener(l->pw->snap, l->port));
 }
 
+/* EnvoyFilter LISTENER MERGE socket_options of the snapshot listener (mesh/patches.h), set in order on an accepted
+ * socket: for one option the last patch applied wins, as when Envoy applies a merged list. */
+static void apply_sockopts(const struct keel_plistener *l, int fd)
+{
+    if ((l->role != KEEL_PL_GATEWAY && l->role != KEEL_PL_OUTBOUND_TCP) || !l->pw->snap)
+        return;
+    const struct keel_listener *sl = keel_snapshot_listener(l->pw->snap, l->port);
+    for (size_t i = 0; sl && i < sl->n_sockopts; i++) {
+        int v = (int)sl->sockopts[i].value;
+        if (setsockopt(fd, sl->sockopts[i].level, sl->sockopts[i].name, &v, sizeof(v)) != 0)
+            keel_log(KEEL_LOG_DEBUG, "listener %s: socket option %d/%d = %d: %s", l->name, sl->sockopts[i].level,
+                     sl->sockopts[i].name, v, strerror(errno));
+    }
+}
+
 static void on_accept(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
 {
     (void)ev;
@@ -82,6 +100,7 @@ static void on_accept(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         }
         if (rc != 0)
             return;
+        apply_sockopts(l, fd);
         if (is_l4(l))
             keel_tcp_accept(l, fd, &peer);
         else

@@ -22,6 +22,12 @@
  * same store is compiled again with the new answers and published the same
  * way. /ready waits for the first answers (as Envoy's clusters warm up).
  *
+ * ProxyConfig (config/proxyconfig.h) is resolved at every load and shown on
+ * /config_dump; its concurrency sets the worker count at start when
+ * --concurrency is not given. Workers are not added or removed live: a
+ * changed concurrency is logged and reported as restartPending, as Envoy
+ * needs a restart for it too.
+ *
  * Shutdown: SIGTERM/SIGINT (or POST /quitquitquit) closes every listener,
  * lets in-flight requests finish for up to the drain time, then stops the
  * workers and exits 0.
@@ -32,6 +38,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "config/load.h"
+#include "config/proxyconfig.h"
 #include "config/store.h"
 #include "net/dns.h"
 #include "net/worker.h"
@@ -88,6 +95,10 @@ struct keel_runtime {
     struct keel_dnscache *dnscache;
     struct keel_timer dns_rebuild;
     uint64_t dns_updates; /* snapshots recompiled for new DNS answers */
+    /* ProxyConfig (config/proxyconfig.h) of the config being served: its arena lives as long as rt->store */
+    struct keel_proxyconfig pc;
+    struct keel_arena *pc_arena;
+    char workers_from[160]; /* what set the worker count at start (a copy: pc_arena changes at every reload) */
 };
 
 const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt)
@@ -376,6 +387,15 @@ static int resolve_identity(struct keel_runtime *rt, const struct keel_store *st
     return KEEL_ENOTFOUND;
 }
 
+/* Worker threads for a concurrency value: 0 = one per CPU. */
+static unsigned workers_for(int64_t concurrency)
+{
+    if (concurrency > 0)
+        return concurrency > 1024 ? 1024u : (unsigned)concurrency;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1u;
+}
+
 /* Reads the config folder; publishes it when valid. Returns 0, or KEEL_EINVALID_CONFIG (kept the last good). */
 static int load_config(struct keel_runtime *rt, bool first)
 {
@@ -437,6 +457,21 @@ static int load_config(struct keel_runtime *rt, bool first)
                  g->name ? g->name : "", g->msg);
     }
     keel_diags_free(&warn);
+    /* ProxyConfig: read at every load, applied at start (concurrency needs a restart, as in Istio) */
+    struct keel_arena *pc_arena = keel_arena_new(1024);
+    struct keel_proxyconfig pc;
+    const char *root_ns = keel_store_mesh_defaults(store)->root_ns;
+    const struct keel_resource *mcm = keel_store_get(store, KEEL_KIND_CONFIG_MAP, root_ns, "istio");
+    keel_proxyconfig_resolve(store, mcm ? mcm->mesh : NULL, rt->id.ns ? rt->id.ns : rt->opt.ns, rt->id.labels,
+                             rt->id.n_labels, pc_arena, &pc);
+    if (!first && !rt->opt.concurrency && pc.has_concurrency && workers_for(pc.concurrency) != rt->npw)
+        keel_log(KEEL_LOG_WARN,
+                 "%s sets concurrency %lld; this proxy keeps its %u worker%s until it is restarted (ProxyConfig is "
+                 "applied at start, as in Istio)",
+                 pc.concurrency_from, (long long)pc.concurrency, rt->npw, rt->npw == 1 ? "" : "s");
+    struct keel_arena *old_pc_arena = rt->pc_arena;
+    rt->pc = pc;
+    rt->pc_arena = pc_arena;
     struct keel_logcfg *log = logcfg_from_store(store, keel_store_mesh_defaults(store)->root_ns);
     struct keel_secretset *secrets = secrets_from_store(store, rt->id.ns ? rt->id.ns : rt->opt.ns);
     /* swap: the broadcast carries its own references */
@@ -458,6 +493,7 @@ static int load_config(struct keel_runtime *rt, bool first)
     keel_logcfg_unref(old_log);
     keel_secretset_unref(old_secrets);
     keel_store_free(old_store);
+    keel_arena_free(old_pc_arena);
     if (old_ls) {
         keel_loadset_free(old_ls);
         free(old_ls);
@@ -538,6 +574,56 @@ static int adm_stats(void *ctx, struct keel_buf *out)
     return 0;
 }
 
+/* The effective ProxyConfig and what this process runs with (workers are set at start). */
+static void proxyconfig_json(const struct keel_runtime *rt, struct keel_buf *out)
+{
+    const struct keel_proxyconfig *pc = &rt->pc;
+    keel_buf_printf(out, "{\"workers\": %u, \"workersFrom\": ", rt->npw);
+    keel_buf_json_str(out, rt->workers_from);
+    keel_buf_puts(out, ", \"concurrency\": ");
+    if (pc->has_concurrency)
+        keel_buf_printf(out, "%lld", (long long)pc->concurrency);
+    else
+        keel_buf_puts(out, "null");
+    keel_buf_puts(out, ", \"concurrencyFrom\": ");
+    if (pc->concurrency_from)
+        keel_buf_json_str(out, pc->concurrency_from);
+    else
+        keel_buf_puts(out, "null");
+    bool pending = !rt->opt.concurrency && pc->has_concurrency && workers_for(pc->concurrency) != rt->npw;
+    keel_buf_printf(out, ", \"appliedAt\": \"start\", \"restartPending\": %s, \"environmentVariables\": {",
+                    pending ? "true" : "false");
+    for (size_t i = 0; i < pc->n_env; i++) {
+        if (i)
+            keel_buf_putc(out, ',');
+        keel_buf_json_str(out, pc->env[i].key);
+        keel_buf_puts(out, ": {\"value\": ");
+        keel_buf_json_str(out, pc->env[i].value);
+        keel_buf_puts(out, ", \"from\": ");
+        keel_buf_json_str(out, pc->env[i].from);
+        keel_buf_putc(out, '}');
+    }
+    keel_buf_puts(out, "}, \"imageType\": ");
+    if (pc->image_type)
+        keel_buf_json_str(out, pc->image_type);
+    else
+        keel_buf_puts(out, "null");
+    keel_buf_puts(out, ", \"sources\": [");
+    for (size_t i = 0; i < pc->n_sources; i++) {
+        if (i)
+            keel_buf_putc(out, ',');
+        keel_buf_json_str(out, pc->sources[i]);
+    }
+    keel_buf_puts(out, "]}");
+}
+
+static int adm_server_info(void *ctx, struct keel_buf *out)
+{
+    struct keel_runtime *rt = ctx;
+    keel_buf_printf(out, ",\"concurrency\":%u,\"concurrency_from\":", rt->npw);
+    return keel_buf_json_str(out, rt->workers_from);
+}
+
 static int adm_config_dump(void *ctx, struct keel_buf *out)
 {
     struct keel_runtime *rt = ctx;
@@ -552,6 +638,8 @@ static int adm_config_dump(void *ctx, struct keel_buf *out)
     int drc = keel_dnscache_dump_json(rt->dnscache, out);
     if (drc)
         return drc;
+    keel_buf_puts(out, ", \"proxyConfig\": ");
+    proxyconfig_json(rt, out);
     keel_buf_puts(out, ", \"snapshot\": ");
     if (rt->snap) {
         int rc = keel_snapshot_dump_json(rt->snap, out);
@@ -741,11 +829,17 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     /* a workload named on the command line must exist in the config */
     if (load_config(rt, true) == KEEL_ENOTFOUND)
         return 1;
+    /* --concurrency, else the effective ProxyConfig's (0 = every CPU), else every CPU */
     unsigned n = rt->opt.concurrency;
-    if (n == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (unsigned)cpus : 1;
+    const char *from = "--concurrency";
+    if (n == 0 && rt->pc.has_concurrency) {
+        n = workers_for(rt->pc.concurrency);
+        from = rt->pc.concurrency_from;
+    } else if (n == 0) {
+        n = workers_for(0);
+        from = "CPUs";
     }
+    snprintf(rt->workers_from, sizeof(rt->workers_from), "%s", from);
     rt->npw = n;
     rt->pws = calloc(n, sizeof(*rt->pws));
     rt->shards = calloc(n, sizeof(*rt->shards));
@@ -781,7 +875,8 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
                                      .stats_prometheus = adm_stats,
                                      .config_dump = adm_config_dump,
                                      .clusters = adm_clusters,
-                                     .drain = adm_drain};
+                                     .drain = adm_drain,
+                                     .server_info = adm_server_info};
     int arc = keel_addr_parse(rt->opt.admin_addr, &aa);
     if (arc == 0)
         arc = keel_admin_start(rt->loop, &aa, &src, &rt->admin);
@@ -790,7 +885,8 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
         keel_workers_stop_join(rt->ws);
         return 1;
     }
-    keel_log(KEEL_LOG_INFO, "admin on %s, %u worker%s", rt->opt.admin_addr, n, n == 1 ? "" : "s");
+    keel_log(KEEL_LOG_INFO, "admin on %s, %u worker%s (%s)", rt->opt.admin_addr, n, n == 1 ? "" : "s",
+             rt->workers_from);
     if (rt->sigfd >= 0) {
         keel_io_init(&rt->sig_io, rt->sigfd, on_signal, rt);
         keel_io_start(rt->loop, &rt->sig_io, KEEL_IO_READ);
@@ -843,6 +939,7 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     keel_dns_free(rt->dns);
     keel_loop_free(rt->loop);
     keel_arena_free(rt->id_arena);
+    keel_arena_free(rt->pc_arena);
     free(rt->last_error);
     free(rt);
     return code;
