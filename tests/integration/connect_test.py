@@ -25,7 +25,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, cleanup, free_port, keel_arg, start_proxy, stop_proxy, summary,  # noqa: E402
-                     wait_ready, write_atomic)
+                     wait_for_log, wait_ready, write_atomic)
 from tls_test import make_cert  # noqa: E402
 
 CONFIG = """\
@@ -180,8 +180,7 @@ def main():
         s.close()
         check("CONNECT to a port with no TCP or TLS service: 404", head.startswith("HTTP/1.1 404"), head)
 
-        with open(logpath) as f:
-            log = f.read()
+        log = wait_for_log(logpath, r"outbound\|%d\|\|db\.example\.com" % tcp_port)
         check("the tunnel is logged as an L4 session to the TCP service's cluster",
               re.search(r"outbound\|%d\|\|db\.example\.com" % tcp_port, log) is not None, log[-600:])
     finally:

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 failures = []       # names of the checks that failed
 checks = [0]        # checks run
@@ -157,6 +158,21 @@ def metric(text, name):
     """The value of an unlabelled counter or gauge in Prometheus text, or None."""
     m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
     return int(m.group(1)) if m else None
+
+
+def wait_for_log(path, regex, timeout=10):
+    """The log at path once regex (a str pattern) matches in it, or at the deadline (workers write their lines
+    when an exchange ends, which another worker's later answer does not wait for). Returns the text."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        if re.search(regex, text) or time.time() > deadline:
+            return text
+        time.sleep(0.05)
 
 
 def pattern(n, seed=b"keel"):

@@ -25,7 +25,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, cleanup, free_port, keel_arg, pattern, start_proxy, stop_proxy, summary,  # noqa: E402
-                     wait_ready, write_atomic)
+                     wait_for_log, wait_ready, write_atomic)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -203,8 +203,7 @@ def main():
         s, key, head = handshake(gw, "/x", upgrade="h2c")
         s.close()
         check("upgrades other than WebSocket: 501", head.startswith("HTTP/1.1 501"), head)
-        with open(logpath) as f:
-            log = f.read()
+        log = wait_for_log(logpath, r'"GET /chat HTTP/1.1" 101 ')
         check("access log shows the 101", re.search(r'"GET /chat HTTP/1.1" 101 ', log) is not None, log[-600:])
     finally:
         stop_proxy(proc)
