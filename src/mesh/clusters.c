@@ -740,12 +740,57 @@ static uint32_t limit(int64_t v)
     return v > 0 && v < (int64_t)KEEL_CLUSTERS_UNLIMITED ? (uint32_t)v : KEEL_CLUSTERS_UNLIMITED;
 }
 
+/* A localityLbSetting copied into the snapshot (the proxy applies it: proxy/lb.c). `enabled` defaults to true. */
+static void apply_locality(struct keel_snapshot_build *b, struct keel_cluster *c, const struct keel_locality_lb *l)
+{
+    struct keel_cluster_locality *o = &c->lb.locality;
+    *o = (struct keel_cluster_locality){0};
+    o->enabled = !keel_obj_has(&l->_o, "enabled") || l->enabled;
+    if (l->n_distribute) {
+        struct keel_cluster_locality_distribute *d = keel_arena_xalloc(b->arena, l->n_distribute * sizeof(*d));
+        for (size_t i = 0; i < l->n_distribute; i++) {
+            struct keel_cluster_locality_weight *w =
+                keel_arena_xalloc(b->arena, (l->distribute[i].n_to + 1) * sizeof(*w));
+            for (size_t k = 0; k < l->distribute[i].n_to; k++) {
+                w[k].locality = dup(b, l->distribute[i].to[k].key);
+                int64_t v = l->distribute[i].to[k].value;
+                w[k].weight = v > 0 && v <= 100 ? (uint32_t)v : 0;
+            }
+            d[i] = (struct keel_cluster_locality_distribute){dup(b, l->distribute[i].from), w, l->distribute[i].n_to};
+        }
+        o->distribute = d;
+        o->n_distribute = l->n_distribute;
+    }
+    if (l->n_failover) {
+        struct keel_cluster_locality_failover *f = keel_arena_xalloc(b->arena, l->n_failover * sizeof(*f));
+        for (size_t i = 0; i < l->n_failover; i++)
+            f[i] = (struct keel_cluster_locality_failover){dup(b, l->failover[i].from), dup(b, l->failover[i].to)};
+        o->failover = f;
+        o->n_failover = l->n_failover;
+    }
+    if (l->n_failover_priority) {
+        const char **fp = keel_arena_xalloc(b->arena, l->n_failover_priority * sizeof(*fp));
+        for (size_t i = 0; i < l->n_failover_priority; i++)
+            fp[i] = dup(b, l->failover_priority[i]);
+        o->failover_priority = fp;
+        o->n_failover_priority = l->n_failover_priority;
+    }
+}
+
 static void apply_lb(struct keel_snapshot_build *b, struct keel_cluster *c, const struct keel_load_balancer *lb,
                      const struct keel_resource *dr)
 {
+    (void)dr;
     c->lb.policy = KEEL_LB_LEAST_REQUEST;
     c->lb.ring_size = 1024;
     c->lb.maglev_size = 65537;
+    c->lb.warmup_min_percent = 10;
+    c->lb.warmup_aggression = 1.0;
+    /* MeshConfig localityLbSetting (Istio's default: enabled) unless the DestinationRule sets one: no merge */
+    if (b->mesh && b->mesh->locality_lb_setting)
+        apply_locality(b, c, b->mesh->locality_lb_setting);
+    else
+        c->lb.locality.enabled = true;
     if (!lb)
         return;
     switch (lb->simple) {
@@ -788,16 +833,19 @@ static void apply_lb(struct keel_snapshot_build *b, struct keel_cluster *c, cons
     }
     if (lb->locality_lb_setting) {
         c->lb.locality_lb = true;
-        if (lb->locality_lb_setting->n_distribute || lb->locality_lb_setting->n_failover ||
-            lb->locality_lb_setting->n_failover_priority)
-            keel_snapshot_warn(b, dr, "trafficPolicy.loadBalancer.localityLbSetting",
-                               "locality distribute/failover is not applied yet: endpoints of every locality are "
-                               "balanced alike");
+        apply_locality(b, c, lb->locality_lb_setting);
     }
-    if (lb->warmup)
+    c->lb.warmup_min_percent = 10;
+    c->lb.warmup_aggression = 1.0;
+    if (lb->warmup) {
         c->lb.warmup = lb->warmup->duration;
-    else if (lb->warmup_duration_secs)
+        if (keel_obj_has(&lb->warmup->_o, "minimumPercent"))
+            c->lb.warmup_min_percent = lb->warmup->minimum_percent;
+        if (keel_obj_has(&lb->warmup->_o, "aggression") && lb->warmup->aggression > 0)
+            c->lb.warmup_aggression = lb->warmup->aggression;
+    } else if (lb->warmup_duration_secs) {
         c->lb.warmup = lb->warmup_duration_secs;
+    }
 }
 
 static void apply_pool(struct keel_snapshot_build *b, struct keel_cluster *c, const struct keel_connection_pool *cp)
@@ -1273,6 +1321,39 @@ static void dump_cluster(struct keel_snapshot_json *j, const struct keel_cluster
         keel_snapshot_json_int(j, "minimumRingSize", (int64_t)c->lb.ring_size);
     if (c->lb.policy == KEEL_LB_MAGLEV)
         keel_snapshot_json_int(j, "tableSize", (int64_t)c->lb.maglev_size);
+    if (c->lb.locality_lb) {
+        const struct keel_cluster_locality *lo = &c->lb.locality;
+        keel_snapshot_json_open(j, "localityLbSetting", '{');
+        keel_snapshot_json_bool(j, "enabled", lo->enabled);
+        if (lo->n_distribute) {
+            keel_snapshot_json_open(j, "distribute", '[');
+            for (size_t i = 0; i < lo->n_distribute; i++) {
+                keel_snapshot_json_open(j, NULL, '{');
+                keel_snapshot_json_str(j, "from", lo->distribute[i].from);
+                keel_snapshot_json_open(j, "to", '{');
+                for (size_t k = 0; k < lo->distribute[i].n_to; k++)
+                    keel_snapshot_json_int(j, lo->distribute[i].to[k].locality, lo->distribute[i].to[k].weight);
+                keel_snapshot_json_close(j, '}');
+                keel_snapshot_json_close(j, '}');
+            }
+            keel_snapshot_json_close(j, ']');
+        }
+        if (lo->n_failover) {
+            keel_snapshot_json_open(j, "failover", '[');
+            for (size_t i = 0; i < lo->n_failover; i++) {
+                keel_snapshot_json_open(j, NULL, '{');
+                keel_snapshot_json_str(j, "from", lo->failover[i].from);
+                keel_snapshot_json_str(j, "to", lo->failover[i].to);
+                keel_snapshot_json_close(j, '}');
+            }
+            keel_snapshot_json_close(j, ']');
+        }
+        if (lo->n_failover_priority)
+            keel_snapshot_json_strs(j, "failoverPriority", lo->failover_priority, lo->n_failover_priority);
+        keel_snapshot_json_close(j, '}');
+    }
+    if (c->lb.warmup)
+        keel_snapshot_json_int(j, "warmupMs", c->lb.warmup / 1000000);
     keel_snapshot_json_close(j, '}');
     const struct keel_cluster_limits *l = &c->limits;
     keel_snapshot_json_open(j, "circuitBreakers", '{');

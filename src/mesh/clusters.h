@@ -161,6 +161,34 @@ enum keel_hash_key {
     KEEL_HASH_QUERY_PARAM,
 };
 
+/* localityLbSetting (DestinationRule, else MeshConfig's; no merge), applied by the proxy (proxy/lb.c) against its
+ * own locality. */
+struct keel_cluster_locality_weight {
+    const char *locality; /* "region/zone/subzone", trailing "*" allowed */
+    uint32_t weight;      /* percent */
+};
+
+struct keel_cluster_locality_distribute {
+    const char *from;
+    const struct keel_cluster_locality_weight *to;
+    size_t n_to;
+};
+
+struct keel_cluster_locality_failover {
+    const char *from; /* region */
+    const char *to;   /* region */
+};
+
+struct keel_cluster_locality {
+    bool enabled; /* false: enabled: false, or no setting at all */
+    const struct keel_cluster_locality_distribute *distribute;
+    size_t n_distribute;
+    const struct keel_cluster_locality_failover *failover;
+    size_t n_failover;
+    const char *const *failover_priority; /* label keys */
+    size_t n_failover_priority;
+};
+
 struct keel_cluster_lb {
     enum keel_lb_policy policy;
     enum keel_hash_key hash_key;
@@ -169,8 +197,11 @@ struct keel_cluster_lb {
     int64_t cookie_ttl;   /* ns */
     uint64_t ring_size;   /* RING_HASH minimum ring size (1024) */
     uint64_t maglev_size; /* MAGLEV table size (65537) */
-    bool locality_lb;     /* a localityLbSetting was given (applied by the proxy later) */
-    int64_t warmup;       /* ns; 0 = none */
+    bool locality_lb;     /* the DestinationRule gave a localityLbSetting */
+    struct keel_cluster_locality locality;
+    int64_t warmup;            /* ns; 0 = none */
+    double warmup_min_percent; /* warmup.minimumPercent (10) */
+    double warmup_aggression;  /* warmup.aggression (1.0: linear) */
 };
 
 #define KEEL_CLUSTERS_UNLIMITED 4294967295u /* Istio's circuit-breaker default, 2^32-1 */
