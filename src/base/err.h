@@ -26,7 +26,8 @@
     XX(PROTO, "protocol error")                                              \
     XX(ADDRINUSE, "address already in use")                                  \
     XX(CONNREFUSED, "connection refused")                                    \
-    XX(MFILE, "too many open files")
+    XX(MFILE, "too many open files")                                         \
+    XX(OVERFLOW, "over a circuit-breaker limit")
 
 enum keel_err {
     KEEL_OK = 0,

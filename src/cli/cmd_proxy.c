@@ -6,6 +6,8 @@
  *                      [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR] [--concurrency N]
  *   keel proxy wait    [--admin ADDR] [--timeout SECONDS]
  *   common: [--dns-server IP:PORT[,IP:PORT...]] (else $KEEL_DNS_SERVER, else /etc/resolv.conf)
+ *           [--locality REGION[/ZONE[/SUBZONE]]] (else the workload's WorkloadEntry locality, else the
+ *           topology.kubernetes.io/region|zone and topology.istio.io/subzone labels)
  *
  * Bad arguments end with exit status 2 and a message naming the flag: numbers must be whole numbers in
  * range (no silent 0 for "--concurrency abc"), and --inbound must be IP:PORT (a sidecar's, never a router's).
@@ -27,11 +29,11 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: keel proxy router  --config DIR [--labels k=v,...] [--namespace NS] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
-            "                          [--dns-server IP:PORT[,IP:PORT...]]\n"
+            "                          [--dns-server IP:PORT[,IP:PORT...]] [--locality REGION/ZONE/SUBZONE]\n"
             "       keel proxy sidecar --config DIR (--workload NAME.NAMESPACE | --labels k=v,... [--namespace NS])\n"
             "                          [--service-account SA] [--outbound ADDR] [--inbound ADDR] [--admin ADDR]\n"
             "                          [--concurrency N] [--drain SECONDS] [--no-watch] [--log-level LEVEL]\n"
-            "                          [--dns-server IP:PORT[,IP:PORT...]]\n"
+            "                          [--dns-server IP:PORT[,IP:PORT...]] [--locality REGION/ZONE/SUBZONE]\n"
             "       keel proxy wait    [--admin ADDR] [--timeout SECONDS]\n"
             "\n"
             "router:  serves every server of every Gateway whose selector matches --labels (default\n"
@@ -100,7 +102,7 @@ int keel_cmd_proxy(int argc, char **argv)
         {"inbound", required_argument, NULL, 'i'},       {"timeout", required_argument, NULL, 't'},
         {"drain", required_argument, NULL, 'd'},         {"no-watch", no_argument, NULL, 'W'},
         {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
-        {"dns-server", required_argument, NULL, 'D'},
+        {"dns-server", required_argument, NULL, 'D'},    {"locality", required_argument, NULL, 'Z'},
         {NULL, 0, NULL, 0},
     };
     struct keel_arena *a = keel_arena_new(4096);
@@ -110,7 +112,7 @@ int keel_cmd_proxy(int argc, char **argv)
     const char *labels = NULL;
     int c;
     optind = 2;
-    while ((c = getopt_long(argc, argv, "c:l:n:a:j:w:s:o:i:t:d:WL:hD:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:n:a:j:w:s:o:i:t:d:WL:hD:Z:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             o.config_dir = optarg;
@@ -161,6 +163,14 @@ int keel_cmd_proxy(int argc, char **argv)
             break;
         case 'D':
             o.dns_server = optarg;
+            break;
+        case 'Z': /* region[/zone[/subzone]]: no empty part, no wildcard */
+            if (!optarg[0] || strchr(optarg, '*') || strstr(optarg, "//") || optarg[strlen(optarg) - 1] == '/' ||
+                optarg[0] == '/') {
+                fprintf(stderr, "keel proxy: --locality wants REGION[/ZONE[/SUBZONE]], got \"%s\"\n", optarg);
+                goto usage_error;
+            }
+            o.locality = optarg;
             break;
         case 'L': {
             enum keel_log_level lv;

@@ -40,6 +40,8 @@ struct keel_proxy_options {
     bool watch;                  /* reload when the config folder changes (default true) */
     const char *dns_server;      /* "IP:PORT[,IP:PORT...]" for DNS endpoints, or NULL: /etc/resolv.conf
                                     (/etc/hosts is read either way) */
+    const char *locality;        /* "region/zone/subzone" of the proxy (locality load balancing), or NULL: from the
+                                    WorkloadEntry or the topology labels */
 };
 
 /* Runs the proxy until SIGTERM/SIGINT (or /quitquitquit). Returns the process exit status. */

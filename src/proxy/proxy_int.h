@@ -9,12 +9,17 @@
  *   exchange.c  one request exchange whatever the client's protocol: route, upstream, response
  *   upstream_tls.c TLS origination (DestinationRule tls SIMPLE/MUTUAL): client contexts per worker
  *   upstream_h2.c  HTTP/2 to upstreams (gRPC, http2 ports, h2UpgradePolicy UPGRADE), nghttp2
- *   upstream.c  upstream connections, per-worker pools, endpoint choice
+ *   upstream.c  upstream connections, per-worker pools, endpoint choice, circuit breakers
+ *   outlier.c   upstream state shared by the workers: per cluster (circuit-breaker counts, ejections) and per
+ *               cluster endpoint (consecutive errors, ejection), published with each snapshot (struct keel_upset)
+ *   lb.c        the load balancer's pure parts: hashes, ring-hash/Maglev tables, locality priorities, ejection
+ *               arithmetic
  *   tcp.c       L4 sessions: TCP proxying and TLS passthrough by SNI (sni.c)
  *
  * Threads: a struct keel_pworker and everything hanging off it belong to one
- * worker thread; only the runtime's published snapshot pointer and the
- * stats shards are read across threads (see stats.h).
+ * worker thread; only the runtime's published snapshot pointer, the stats
+ * shards (see stats.h) and the upstream states of outlier.c (atomics) are
+ * shared across threads.
  */
 #ifndef KEEL_PROXY_PROXY_INT_H
 #define KEEL_PROXY_PROXY_INT_H
@@ -83,7 +88,12 @@ struct keel_upool {
     char key[KEEL_ADDR_STRLEN];
     struct keel_upconn *idle[4]; /* LIFO */
     size_t n_idle[4];
-    size_t active; /* requests in flight to this endpoint from this worker (least-request LB) */
+    size_t active;                 /* requests in flight to this endpoint from this worker (least-request LB) */
+    size_t conns;                  /* connections open (or opening) to this endpoint from this worker */
+    struct keel_upconn *wait_head; /* requests waiting for a connection (circuit breaker maxConnections), FIFO */
+    struct keel_upconn *wait_tail;
+    struct keel_defer service; /* hands freed connections to waiting requests, outside the caller's stack */
+    bool service_queued;
 };
 
 struct keel_pworker {
@@ -98,7 +108,8 @@ struct keel_pworker {
     struct keel_plistener *listeners;
     struct keel_map pools;               /* endpoint key -> struct keel_upool * */
     struct keel_map rr;                  /* cluster name -> round-robin cursor (uintptr_t) */
-    struct keel_map tls_clients; /* "cluster|h2" -> upstream TLS context (upstream_tls.c) */
+    struct keel_map tls_clients;         /* "cluster|h2" -> upstream TLS context (upstream_tls.c) */
+    struct keel_upset *upset;            /* upstream states of the current snapshot (outlier.c; one reference held) */
     uint64_t rng;                        /* xorshift state */
     size_t conns;                        /* open downstream connections */
     bool draining;                       /* listeners closed; keep-alive connections close after their request */
@@ -200,15 +211,47 @@ struct keel_upconn {
     bool connected;
     bool reused; /* came from the pool for the current request */
     bool closed;
+    /* policies (outlier.c; references held): the cluster's and the endpoint's shared state, or NULL */
+    struct keel_cluster_state *cs;      /* the current request's cluster */
+    struct keel_host_state *hs;         /* the current request's endpoint */
+    struct keel_cluster_state *conn_cs; /* the cluster whose maxConnections count this connection is in */
+    bool waiting;                       /* no connection yet: queued in its pool (fd -1) until one frees up */
+    bool pending;                       /* counted in cs->pending (waiting, or connecting for its request) */
+    bool counted_rq;                    /* counted in cs->rq for the current request */
+    bool counted_retry;                 /* the current request is a retry, counted in cs->retries */
+    bool h2_wanted;                     /* waiting: the attempt speaks HTTP/2 */
+    uint32_t requests;                  /* requests carried so far */
+    uint32_t max_requests;              /* maxRequestsPerConnection of the current request's cluster; 0 = unlimited */
+    uint64_t created_ms;                /* maxConnectionDuration */
+    uint64_t idle_ms;                   /* pooled idle timeout */
+    uint64_t max_age_ms;                /* 0 = unlimited */
+    uint64_t connect_ms;                /* waiting: the connect timeout to use */
+    struct keel_upconn *next_wait;
 };
 
-/* Chooses an endpoint of c for a request (LB policy of the cluster), skipping `avoid` when another exists.
- * NULL when the cluster has no endpoints. */
+/* Chooses an endpoint of c for a connection (LB policy of the cluster, ejections, locality), skipping `avoid` when
+ * another exists. NULL when the cluster has no endpoint to use (503 UH). */
 const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
                                                const struct keel_endpoint *avoid);
+/* The same for a request: consistent-hash policies hash its header, cookie, query parameter or source IP (a cookie
+ * generated for it goes to st->set_cookie, for the response head). */
+const struct keel_endpoint *keel_upstream_pick_request(struct keel_stream *st, const struct keel_cluster *c,
+                                                       const struct keel_endpoint *avoid);
+/* Outlier detection hears the response status of the attempt on st->uc (any code: success resets the counts). */
+void keel_upstream_report_status(struct keel_stream *st, int status);
+/* The attempt on st->uc timed out (the route's timeout): a local-origin failure for outlier detection. */
+void keel_upstream_report_timeout(struct keel_stream *st);
+/* May st retry (DestinationRule connectionPool.http.maxRetries across the proxy)? false counts
+ * envoy_cluster_upstream_rq_retry_overflow; the retry is then not made. */
+bool keel_upstream_retry_allowed(struct keel_stream *st);
+/* Response fields the load balancer adds (a generated hash cookie). Returns how many it wrote (at most cap). */
+size_t keel_upstream_response_fields(const struct keel_stream *st, struct keel_http_header *h, size_t cap);
 /* Gets a pooled connection to ep or starts connecting one; on success the stream is attached and
  * keel_stream_upstream_ready() (or _failed) follows from the loop. Returns 0 or a negative code
- * (bad address, no fds) with nothing attached. */
+ * (bad address, no fds; KEEL_EOVERFLOW: a circuit breaker is open, answer 503 UO) with nothing attached.
+ * Over connectionPool.tcp.maxConnections the request waits for a connection of this worker (*out is then a
+ * placeholder without a socket; when a connection frees up, upstream.c sets st->uc to it and calls
+ * keel_stream_upstream_ready()). */
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
                          const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out);
 /* Request bytes queued on uc and not yet written (back-pressure on the client). */
@@ -258,6 +301,168 @@ int keel_uph2_consume(struct keel_upconn *uc);
 size_t keel_uph2_pending(const struct keel_upconn *uc);
 /* The session can carry another request (no GOAWAY, no error, nothing of the last stream left). */
 bool keel_uph2_reusable(const struct keel_upconn *uc);
+
+/* ---- lb.c: pure functions ------------------------------------------------------------------------------------ */
+
+#define KEEL_LB_RING_MAX (8u << 20) /* Envoy's maximum ring size */
+#define KEEL_LB_MAGLEV_MAX 5000011u /* Istio's maximum Maglev table size */
+#define KEEL_LB_MAX_PRIORITIES 66   /* locality priorities 0..4, or failoverPriority 0..64 */
+#define KEEL_LB_WEIGHT_SCALE 1000u  /* locality `distribute` percentages become weights of 100000 in total */
+
+uint64_t keel_lb_hash(const void *p, size_t n);
+
+/* A hash ring: points sorted by hash, each naming an endpoint index. */
+struct keel_lb_ring {
+    uint64_t *hash;
+    uint32_t *host;
+    size_t n;
+};
+/* keys[i] names endpoint i ("ip:port"); weights NULL = all 1, a 0 weight gets no point. Returns 0 or a code. */
+int keel_lb_ring_build(struct keel_lb_ring *r, const char *const *keys, const uint32_t *weights, size_t n,
+                       uint64_t min_size);
+/* Index of the first point at or after h (wrapping). The ring must not be empty. */
+size_t keel_lb_ring_find(const struct keel_lb_ring *r, uint64_t h);
+void keel_lb_ring_free(struct keel_lb_ring *r);
+
+/* A Maglev lookup table of `size` entries (prime), each an endpoint index. */
+struct keel_lb_maglev {
+    uint32_t *table;
+    uint64_t size;
+};
+int keel_lb_maglev_build(struct keel_lb_maglev *m, const char *const *keys, const uint32_t *weights, size_t n,
+                         uint64_t size);
+void keel_lb_maglev_free(struct keel_lb_maglev *m);
+
+/* What locality load balancing knows about the proxy itself. */
+struct keel_lb_proxy {
+    const char *locality; /* "region/zone/subzone", or NULL: unknown (no locality load balancing) */
+    const struct keel_kv_str *labels;
+    size_t n_labels;
+};
+/* Istio's LocalityMatch: does locality fall under pattern (region, region/zone, ..., a trailing or lone star)? */
+bool keel_lb_locality_matches(const char *locality, const char *pattern);
+/* Fills prio[i] (0 = preferred) and weight[i] (0 = never used) for each endpoint of c as Istio's locality load
+ * balancing sets them for a proxy px. Returns the number of priorities (>= 1). */
+unsigned keel_lb_locality_plan(const struct keel_cluster *c, const struct keel_lb_proxy *px, uint8_t *prio,
+                               uint32_t *weight);
+/* Percent of the traffic per priority (sums to 100, or all 0 when nothing is healthy). */
+void keel_lb_priority_load(const uint32_t *healthy, const uint32_t *total, unsigned n, uint32_t *load);
+/* May one more of `hosts` be ejected with `ejected` out already, under maxEjectionPercent? */
+bool keel_lb_may_eject(uint32_t ejected, uint32_t hosts, uint32_t max_percent);
+/* How long an ejection lasts: base x backoff (the times ejected, decaying), at most max (>= base). */
+uint64_t keel_lb_ejection_ms(uint64_t base_ms, uint32_t backoff, uint64_t max_ms);
+/* Slow start (warmup): the weight factor of an endpoint age_ms old in a window_ms window. */
+double keel_lb_warmup_factor(uint64_t age_ms, uint64_t window_ms, double min_percent, double aggression);
+
+/* ---- outlier.c: upstream state shared by the workers ------------------------------------------------------------ */
+
+#define KEEL_OUTLIER_MAX_EJECTION_MS (300u * 1000u) /* Envoy's max_ejection_time default */
+
+enum keel_host_health {
+    KEEL_HOST_HEALTHY,
+    KEEL_HOST_EJECTING, /* a worker is ejecting it (a moment) */
+    KEEL_HOST_EJECTED,
+};
+
+/* One endpoint of one cluster ("cluster|ip:port"), shared by every worker and kept across config generations while
+ * the cluster keeps the endpoint. Counters are atomics: consecutive errors count across workers. */
+struct keel_host_state {
+    atomic_uint refs;
+    _Atomic uint32_t cons_5xx;
+    _Atomic uint32_t cons_gateway;
+    _Atomic uint32_t cons_local;
+    _Atomic int health;          /* enum keel_host_health */
+    _Atomic uint64_t ejected_ms; /* when (loop clock, CLOCK_MONOTONIC ms) */
+    _Atomic uint32_t backoff;    /* ejection multiplier: +1 per ejection, -1 per healthy interval */
+    _Atomic uint64_t ejections;  /* times ejected */
+    uint64_t added_ms;           /* first seen (warmup); set before the first publication */
+    char key[];
+};
+
+/* One cluster (by name), shared by every worker and kept across config generations. */
+struct keel_cluster_state {
+    atomic_uint refs;
+    _Atomic uint32_t cx;      /* connections open to it, all workers (maxConnections) */
+    _Atomic uint32_t pending; /* requests waiting for a connection (http1MaxPendingRequests) */
+    _Atomic uint32_t rq;      /* requests in flight (http2MaxRequests) */
+    _Atomic uint32_t retries; /* retries in flight (maxRetries) */
+    _Atomic uint32_t ejected; /* endpoints ejected now */
+    _Atomic uint32_t n_hosts; /* endpoints in the current generation */
+    _Atomic uint64_t od[8];   /* outlier counters, enum keel_od_stat */
+    uint64_t next_sweep_ms;   /* main thread: the next outlier-detection interval */
+    int64_t interval_ns;      /* main thread: the interval next_sweep_ms was computed with */
+    char name[];
+};
+
+enum keel_od_stat {
+    KEEL_OD_ENFORCED_TOTAL,
+    KEEL_OD_OVERFLOW,
+    KEEL_OD_ENFORCED_5XX,
+    KEEL_OD_DETECTED_5XX,
+    KEEL_OD_ENFORCED_GATEWAY,
+    KEEL_OD_DETECTED_GATEWAY,
+    KEEL_OD_ENFORCED_LOCAL,
+    KEEL_OD_DETECTED_LOCAL,
+};
+
+/* One cluster of one config generation: immutable once published. */
+struct keel_upcluster {
+    const struct keel_cluster *c;
+    struct keel_cluster_state *cs;
+    struct keel_host_state **hosts; /* [c->n_endpoints] */
+    uint8_t *prio;                  /* locality priority per endpoint */
+    uint32_t *weight;               /* effective weight per endpoint (0: never used) */
+    unsigned n_prio;
+    struct keel_lb_ring ring;     /* RING_HASH */
+    struct keel_lb_maglev maglev; /* MAGLEV */
+};
+
+/* The upstream states of one snapshot: published to the workers with it (reference counted; the last holder frees
+ * it, on any thread). */
+struct keel_upset;
+struct keel_upstates;
+
+/* Local-origin outcomes of an attempt. */
+enum keel_outcome {
+    KEEL_OUTCOME_CONNECT_OK,
+    KEEL_OUTCOME_CONNECT_FAILED, /* refused, connect timeout, TLS handshake, reset before the response */
+    KEEL_OUTCOME_TIMEOUT,        /* the route's timeout */
+};
+
+/* Main thread. */
+struct keel_upstates *keel_upstates_new(struct keel_loop *loop);
+void keel_upstates_free(struct keel_upstates *u);
+/* The states of snap's clusters (reusing those of clusters and endpoints that stay) for a proxy px; starts the
+ * outlier sweep. Returns a new reference, or NULL when out of memory (workers then balance without policies). */
+struct keel_upset *keel_upstates_publish(struct keel_upstates *u, struct keel_snapshot *snap,
+                                         const struct keel_lb_proxy *px);
+/* Prometheus families of the current generation (outlier detection, circuit-breaker gauges). */
+int keel_upstates_prometheus(struct keel_upstates *u, struct keel_buf *out);
+/* /clusters: the view of the current generation's cluster c, or NULL. */
+const struct keel_upcluster *keel_upstates_cluster(struct keel_upstates *u, const struct keel_cluster *c);
+
+/* Any thread. */
+struct keel_upset *keel_upset_ref(struct keel_upset *s);
+void keel_upset_unref(struct keel_upset *s);
+/* The view of cluster c (by name) in s, or NULL. Its `c` is the cluster of s's snapshot, which may be another
+ * generation's than the caller's. */
+const struct keel_upcluster *keel_upset_cluster(const struct keel_upset *s, const struct keel_cluster *c);
+/* The state of endpoint ep of c (c may be another generation's than u->c: found by address), or NULL. */
+struct keel_host_state *keel_upcluster_host(const struct keel_upcluster *u, const struct keel_cluster *c,
+                                            const struct keel_endpoint *ep);
+struct keel_host_state *keel_host_state_ref(struct keel_host_state *h);
+void keel_host_state_unref(struct keel_host_state *h);
+struct keel_cluster_state *keel_cluster_state_ref(struct keel_cluster_state *s);
+void keel_cluster_state_unref(struct keel_cluster_state *s);
+static inline bool keel_host_ejected(const struct keel_host_state *h)
+{
+    return h && atomic_load_explicit(&h->health, memory_order_acquire) == KEEL_HOST_EJECTED;
+}
+/* Workers: outcomes for outlier detection of cluster c (its DestinationRule's outlierDetection). */
+void keel_outlier_report_status(struct keel_pworker *pw, const struct keel_cluster *c, struct keel_cluster_state *cs,
+                                struct keel_host_state *hs, int status);
+void keel_outlier_report_local(struct keel_pworker *pw, const struct keel_cluster *c, struct keel_cluster_state *cs,
+                               struct keel_host_state *hs, enum keel_outcome o);
 
 /* ---- tcp.c --------------------------------------------------------------------------------------------------- */
 

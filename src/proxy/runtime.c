@@ -99,6 +99,10 @@ struct keel_runtime {
     struct keel_proxyconfig pc;
     struct keel_arena *pc_arena;
     char workers_from[160]; /* what set the worker count at start (a copy: pc_arena changes at every reload) */
+    /* upstream states shared by the workers (outlier.c), and the proxy's locality (docs/proxy.md) */
+    struct keel_upstates *upstates;
+    struct keel_upset *upset;
+    char *locality;
 };
 
 const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime *rt)
@@ -237,10 +241,12 @@ struct publication {
     struct keel_snapshot *snap;
     struct keel_logcfg *log;
     struct keel_secretset *secrets;
+    struct keel_upset *upset;
 };
 
 static void publication_free(struct publication *p)
 {
+    keel_upset_unref(p->upset);
     keel_snapshot_unref(p->snap);
     keel_logcfg_unref(p->log);
     keel_secretset_unref(p->secrets);
@@ -260,6 +266,9 @@ static void worker_take_config(struct keel_worker *w, void *data)
     struct keel_secretset *oldsec = pw->secrets;
     pw->secrets = secretset_ref(p->secrets);
     keel_secretset_unref(oldsec);
+    struct keel_upset *oldup = pw->upset;
+    pw->upset = keel_upset_ref(p->upset);
+    keel_upset_unref(oldup);
     keel_listeners_reconcile(pw);
     if (atomic_fetch_sub(&p->pending, 1) == 1)
         publication_free(p);
@@ -269,6 +278,12 @@ static void worker_take_config(struct keel_worker *w, void *data)
  * them). */
 static void publish(struct keel_runtime *rt)
 {
+    /* the upstream states of the new snapshot (counters and ejections of clusters and endpoints that stay are
+     * kept), built here once for every worker */
+    struct keel_lb_proxy px = {rt->locality, rt->id.labels, rt->id.n_labels};
+    struct keel_upset *up = rt->snap ? keel_upstates_publish(rt->upstates, rt->snap, &px) : NULL;
+    keel_upset_unref(rt->upset);
+    rt->upset = up;
     if (!rt->ws)
         return;
     struct publication *p = calloc(1, sizeof(*p));
@@ -281,6 +296,7 @@ static void publish(struct keel_runtime *rt)
     p->snap = keel_snapshot_ref(rt->snap);
     p->log = logcfg_ref(rt->log);
     p->secrets = secretset_ref(rt->secrets);
+    p->upset = keel_upset_ref(rt->upset);
     if (keel_workers_broadcast(rt->ws, worker_take_config, p) != 0) {
         keel_log(KEEL_LOG_ERROR, "out of memory publishing config version %llu to the workers",
                  (unsigned long long)keel_snapshot_version(rt->snap));
@@ -335,6 +351,55 @@ static void on_dns_changed(void *data)
 
 /* ---- identity ---------------------------------------------------------------------------------------------------- */
 
+/* The proxy's own locality, "region/zone/subzone" (malloc'd), or NULL: --locality, else the locality of the
+ * --workload's WorkloadEntry, else the labels topology.kubernetes.io/region, topology.kubernetes.io/zone and
+ * topology.istio.io/subzone (Istio reads them from the node), else the istio-locality label ("region.zone"). */
+static char *proxy_locality(const struct keel_runtime *rt, const struct keel_store *store)
+{
+    if (rt->opt.locality && rt->opt.locality[0])
+        return strdup(rt->opt.locality);
+    if (rt->opt.workload && store) {
+        char name[256];
+        snprintf(name, sizeof(name), "%s", rt->opt.workload);
+        char *dot = strchr(name, '.');
+        const char *ns = rt->opt.ns;
+        if (dot) {
+            *dot = '\0';
+            ns = dot + 1;
+        }
+        const struct keel_resource *r = keel_store_get(store, KEEL_KIND_WORKLOAD_ENTRY, ns, name);
+        const struct keel_workload_entry *we = r ? r->spec : NULL;
+        if (we && we->locality && we->locality[0])
+            return strdup(we->locality);
+    }
+    const char *part[3] = {NULL, NULL, NULL}, *istio = NULL;
+    for (size_t i = 0; i < rt->opt.n_labels; i++) {
+        const struct keel_kv_str *kv = &rt->opt.labels[i];
+        if (!strcmp(kv->key, "topology.kubernetes.io/region"))
+            part[0] = kv->value;
+        else if (!strcmp(kv->key, "topology.kubernetes.io/zone"))
+            part[1] = kv->value;
+        else if (!strcmp(kv->key, "topology.istio.io/subzone"))
+            part[2] = kv->value;
+        else if (!strcmp(kv->key, "istio-locality"))
+            istio = kv->value;
+    }
+    char buf[512];
+    if (part[0]) {
+        snprintf(buf, sizeof(buf), "%s%s%s%s%s", part[0], part[1] ? "/" : "", part[1] ? part[1] : "",
+                 part[1] && part[2] ? "/" : "", part[1] && part[2] ? part[2] : "");
+        return strdup(buf);
+    }
+    if (istio) {
+        snprintf(buf, sizeof(buf), "%s", istio);
+        for (char *p = buf; *p; p++)
+            if (*p == '.')
+                *p = '/';
+        return strdup(buf);
+    }
+    return NULL;
+}
+
 /* A sidecar named by --workload NAME.NAMESPACE takes its labels, namespace and service account from the
  * WorkloadEntry or Pod of that name. */
 static int resolve_identity(struct keel_runtime *rt, const struct keel_store *store, struct keel_arena *a)
@@ -346,6 +411,8 @@ static int resolve_identity(struct keel_runtime *rt, const struct keel_store *st
     id->n_labels = rt->opt.n_labels;
     id->service_account = rt->opt.service_account;
     id->workload = rt->opt.workload;
+    free(rt->locality);
+    rt->locality = proxy_locality(rt, store);
     if (!rt->opt.workload || !store)
         return 0;
     char name[256];
@@ -563,6 +630,8 @@ static int adm_stats(void *ctx, struct keel_buf *out)
 {
     struct keel_runtime *rt = ctx;
     int rc = keel_stats_prometheus(rt->shards, rt->npw, out);
+    if (!rc)
+        rc = keel_upstates_prometheus(rt->upstates, out);
     if (rc)
         return rc;
     keel_buf_printf(out,
@@ -651,6 +720,8 @@ static int adm_config_dump(void *ctx, struct keel_buf *out)
     return keel_buf_puts(out, "}\n");
 }
 
+/* Envoy's /clusters text: per cluster its circuit breakers and outlier counts, per endpoint its health flags
+ * (`/failed_outlier_check` while ejected), weight, locality and priority. */
 static int adm_clusters(void *ctx, struct keel_buf *out)
 {
     struct keel_runtime *rt = ctx;
@@ -660,10 +731,39 @@ static int adm_clusters(void *ctx, struct keel_buf *out)
     const struct keel_cluster *const *cs = keel_snapshot_clusters(rt->snap, &n);
     for (size_t i = 0; i < n; i++) {
         const struct keel_cluster *c = cs[i];
+        const struct keel_upcluster *u = keel_upstates_cluster(rt->upstates, c);
+        const struct keel_cluster_limits *l = &c->limits;
+        keel_buf_printf(out,
+                        "%s::default_priority::max_connections::%u\n%s::default_priority::max_pending_requests::%u\n"
+                        "%s::default_priority::max_requests::%u\n%s::default_priority::max_retries::%u\n",
+                        c->name, l->max_connections, c->name, l->max_pending_requests, c->name, l->max_requests,
+                        c->name, l->max_retries);
+        if (u && c->outlier.enabled)
+            keel_buf_printf(out, "%s::outlier::ejections_active::%u\n", c->name,
+                            (unsigned)atomic_load(&u->cs->ejected));
         for (size_t j = 0; j < c->n_endpoints; j++) {
             const struct keel_endpoint *e = &c->endpoints[j];
-            keel_buf_printf(out, "%s::%s:%u::health_flags::healthy\n%s::%s:%u::weight::%u\n", c->name, e->address,
-                            e->port, c->name, e->address, e->port, e->weight);
+            bool ejected = u && u->hosts && keel_host_ejected(u->hosts[j]);
+            keel_buf_printf(out, "%s::%s:%u::health_flags::%s\n%s::%s:%u::weight::%u\n", c->name, e->address, e->port,
+                            ejected ? "/failed_outlier_check" : "healthy", c->name, e->address, e->port, e->weight);
+            if (e->locality) { /* Envoy's region, zone, sub_zone lines */
+                char loc[256];
+                snprintf(loc, sizeof(loc), "%s", e->locality);
+                char *zone = strchr(loc, '/'), *sub = NULL;
+                if (zone) {
+                    *zone++ = '\0';
+                    sub = strchr(zone, '/');
+                    if (sub)
+                        *sub++ = '\0';
+                }
+                keel_buf_printf(out, "%s::%s:%u::region::%s\n%s::%s:%u::zone::%s\n%s::%s:%u::sub_zone::%s\n", c->name,
+                                e->address, e->port, loc, c->name, e->address, e->port, zone ? zone : "", c->name,
+                                e->address, e->port, sub ? sub : "");
+            }
+            if (u && u->prio)
+                keel_buf_printf(out, "%s::%s:%u::priority::%u\n", c->name, e->address, e->port, (unsigned)u->prio[j]);
+            if (u && u->weight && u->weight[j] != (e->weight ? e->weight : 1))
+                keel_buf_printf(out, "%s::%s:%u::locality_weight::%u\n", c->name, e->address, e->port, u->weight[j]);
             if (e->hostname) /* as Envoy prints a DNS host */
                 keel_buf_printf(out, "%s::%s:%u::hostname::%s\n", c->name, e->address, e->port, e->hostname);
         }
@@ -698,6 +798,7 @@ static int worker_init(struct keel_worker *w, void *data)
     pw->snap = keel_snapshot_ref(rt->snap);
     pw->log = logcfg_ref(rt->log);
     pw->secrets = secretset_ref(rt->secrets);
+    pw->upset = keel_upset_ref(rt->upset);
     keel_listeners_reconcile(pw);
     return 0;
 }
@@ -716,6 +817,8 @@ static void worker_fini(struct keel_worker *w, void *data)
     pw->log = NULL;
     keel_secretset_unref(pw->secrets);
     pw->secrets = NULL;
+    keel_upset_unref(pw->upset);
+    pw->upset = NULL;
     keel_buf_free(&pw->logline);
 }
 
@@ -826,6 +929,11 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     }
     keel_timer_init(&rt->dns_rebuild);
     rt->dns_rebuild.data = rt;
+    rt->upstates = keel_upstates_new(rt->loop);
+    if (!rt->upstates) {
+        keel_log(KEEL_LOG_ERROR, "out of memory");
+        return 1;
+    }
     /* a workload named on the command line must exist in the config */
     if (load_config(rt, true) == KEEL_ENOTFOUND)
         return 1;
@@ -923,6 +1031,9 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     }
     free(rt->shards);
     free(rt->pws);
+    keel_upset_unref(rt->upset);
+    keel_upstates_free(rt->upstates);
+    free(rt->locality);
     keel_snapshot_unref(rt->snap);
     keel_logcfg_unref(rt->log);
     keel_secretset_unref(rt->secrets);

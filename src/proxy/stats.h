@@ -76,6 +76,20 @@ enum keel_stat_id {
     XX(UPSTREAM_RQ_RETRY, "envoy_cluster_upstream_rq_retry", "counter", "upstream request retries")                 \
     XX(UPSTREAM_RQ_PENDING_OVERFLOW, "envoy_cluster_upstream_rq_pending_overflow", "counter",                       \
        "requests refused by the circuit breaker (UO)")                                                               \
+    XX(UPSTREAM_RQ_PENDING_TOTAL, "envoy_cluster_upstream_rq_pending_total", "counter",                             \
+       "requests that waited for a connection")                                                                      \
+    XX(UPSTREAM_RQ_PENDING_ACTIVE, "envoy_cluster_upstream_rq_pending_active", "gauge",                             \
+       "requests waiting for a connection")                                                                          \
+    XX(UPSTREAM_RQ_RETRY_OVERFLOW, "envoy_cluster_upstream_rq_retry_overflow", "counter",                           \
+       "retries not made because of maxRetries")                                                                     \
+    XX(UPSTREAM_CX_OVERFLOW, "envoy_cluster_upstream_cx_overflow", "counter",                                       \
+       "times maxConnections kept a connection from opening")                                                        \
+    XX(UPSTREAM_CX_MAX_REQUESTS, "envoy_cluster_upstream_cx_max_requests", "counter",                               \
+       "connections closed by maxRequestsPerConnection")                                                             \
+    XX(UPSTREAM_CX_IDLE_TIMEOUT, "envoy_cluster_upstream_cx_idle_timeout", "counter",                               \
+       "pooled connections closed by the idle timeout")                                                              \
+    XX(UPSTREAM_CX_MAX_DURATION_REACHED, "envoy_cluster_upstream_cx_max_duration_reached", "counter",               \
+       "connections closed by maxConnectionDuration")                                                                \
     XX(UPSTREAM_CX_RX_BYTES, "envoy_cluster_upstream_cx_rx_bytes_total", "counter", "bytes received from upstream") \
     XX(UPSTREAM_CX_TX_BYTES, "envoy_cluster_upstream_cx_tx_bytes_total", "counter", "bytes sent upstream")
 

@@ -96,6 +96,7 @@ struct keel_stream {
     struct keel_cluster_stats *cstats;
     unsigned attempts;
     const char *upstream_host; /* the endpoint's "addr:port" (lives in the snapshot this stream holds) or NULL */
+    const char *set_cookie;    /* Set-Cookie value the load balancer generated (consistent hash on a cookie), or NULL */
     char upstream_local[KEEL_ADDR_STRLEN];
     /* upstream */
     struct keel_upconn *uc;

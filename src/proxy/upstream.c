@@ -1,17 +1,36 @@
 /*
- * upstream.c - connections to upstream endpoints, per-worker pools, and the
- * choice of an endpoint (see proxy_int.h).
+ * upstream.c - connections to upstream endpoints, per-worker pools, the
+ * choice of an endpoint and the circuit breakers (see proxy_int.h).
  *
  * Each worker keeps, per endpoint ("ip:port"), a LIFO of idle keep-alive
  * connections; a pooled connection keeps read interest so that a server
  * closing it is noticed and the connection dropped before anyone reuses it.
- * Nothing here is shared between workers.
+ * Pools are the worker's own; the counts the DestinationRule limits apply to
+ * are the cluster's, shared by every worker (outlier.c).
  *
- * Endpoint choice follows the cluster's DestinationRule load balancer:
- * ROUND_ROBIN (a per-worker cursor per cluster), RANDOM, and LEAST_REQUEST
- * (Envoy's default: the better of two random endpoints by requests in
- * flight from this worker). Weights of ROUND_ROBIN/RANDOM choices follow the
- * endpoints' weights.
+ * Endpoint choice follows the cluster's DestinationRule load balancer over
+ * the endpoints that are not ejected by outlier detection (all of them in
+ * panic: fewer healthy than minHealthPercent), in the best locality priority
+ * that has healthy endpoints (traffic spills to the next as Envoy's does):
+ * ROUND_ROBIN (a per-worker cursor per cluster), RANDOM, LEAST_REQUEST
+ * (Envoy's default: the better of two random endpoints by requests in flight
+ * from this worker), RING_HASH and MAGLEV on a hash of the request's header,
+ * cookie (generated and set on the response when absent and a ttl is given),
+ * query parameter or source IP (a request without one is balanced at
+ * random). Weighted choices use the endpoints' weights, scaled by locality
+ * `distribute` and by warmup (slow start) for endpoints new to the cluster.
+ *
+ * Circuit breakers (connectionPool), as Envoy applies them per cluster and
+ * proxy: http2MaxRequests caps requests in flight, maxConnections the open
+ * connections (a worker with none to that endpoint still opens one, so no
+ * request waits on another worker's connections), http1MaxPendingRequests
+ * the requests waiting for a connection (including those whose connection
+ * is being opened), maxRetries the retries in flight. Over a limit the
+ * request is refused at once: KEEL_EOVERFLOW, which the exchange answers
+ * with 503 UO. A request over maxConnections but within the pending limit
+ * waits in its pool (a placeholder connection without a socket) until a
+ * connection of that pool is released or closed. maxRequestsPerConnection,
+ * maxConnectionDuration and idleTimeout end pooled connections.
  */
 #include "proxy/stream.h"
 
@@ -45,67 +64,350 @@ static size_t endpoint_active(struct keel_pworker *pw, const struct keel_endpoin
     return p ? p->active : 0;
 }
 
-/* weighted choice by a random value */
-static const struct keel_endpoint *weighted(const struct keel_cluster *c, uint64_t r, const struct keel_endpoint *avoid)
+/* ---- endpoint choice ------------------------------------------------------------------------------------------- */
+
+/* One choice: which endpoints may be used, and with what weight. */
+struct pick {
+    struct keel_pworker *pw;
+    const struct keel_cluster *c;
+    const struct keel_upcluster *u; /* NULL: no policies (no states for this cluster) */
+    const struct keel_endpoint *avoid;
+    bool panic;
+    bool warming; /* some endpoint is in its warmup window */
+    int prio;     /* -1: every priority */
+    uint64_t now;
+};
+
+static bool eligible(const struct pick *x, size_t i)
 {
+    const struct keel_upcluster *u = x->u;
+    if (!u)
+        return true;
+    if (x->prio >= 0 && u->prio[i] != x->prio)
+        return false;
+    if (!u->weight[i])
+        return false;
+    return x->panic || !keel_host_ejected(u->hosts[i]);
+}
+
+static uint64_t weight_of(const struct pick *x, size_t i)
+{
+    const struct keel_endpoint *e = &x->c->endpoints[i];
+    uint64_t w = x->u ? x->u->weight[i] : (e->weight ? e->weight : 1);
+    if (x->warming) {
+        const struct keel_cluster_lb *lb = &x->c->lb;
+        uint64_t age = x->now - x->u->hosts[i]->added_ms;
+        double f =
+            keel_lb_warmup_factor(age, (uint64_t)(lb->warmup / 1000000), lb->warmup_min_percent, lb->warmup_aggression);
+        w = (uint64_t)((double)w * 1000.0 * f);
+        if (!w)
+            w = 1;
+    }
+    return w;
+}
+
+/* weighted choice among the eligible endpoints (skipping avoid when another exists) by a random value */
+static const struct keel_endpoint *weighted(const struct pick *x, uint64_t r, bool skip_avoid)
+{
+    const struct keel_cluster *c = x->c;
     uint64_t total = 0;
     for (size_t i = 0; i < c->n_endpoints; i++)
-        if (&c->endpoints[i] != avoid || c->n_endpoints == 1)
-            total += c->endpoints[i].weight ? c->endpoints[i].weight : 1;
+        if (eligible(x, i) && !(skip_avoid && &c->endpoints[i] == x->avoid))
+            total += weight_of(x, i);
     if (!total)
         return NULL;
     r %= total;
+    const struct keel_endpoint *last = NULL;
     for (size_t i = 0; i < c->n_endpoints; i++) {
-        if (&c->endpoints[i] == avoid && c->n_endpoints > 1)
+        if (!eligible(x, i) || (skip_avoid && &c->endpoints[i] == x->avoid))
             continue;
-        uint64_t w = c->endpoints[i].weight ? c->endpoints[i].weight : 1;
+        uint64_t w = weight_of(x, i);
         if (r < w)
             return &c->endpoints[i];
         r -= w;
+        last = &c->endpoints[i];
     }
-    return &c->endpoints[c->n_endpoints - 1];
+    return last;
+}
+
+/* Chooses the locality priority by the share of traffic each can take (Envoy's priority load); false when no
+ * endpoint can be used. */
+static bool choose_priority(struct pick *x)
+{
+    const struct keel_upcluster *u = x->u;
+    const struct keel_cluster *c = x->c;
+    uint32_t healthy[KEEL_LB_MAX_PRIORITIES] = {0}, total[KEEL_LB_MAX_PRIORITIES] = {0};
+    uint32_t all_healthy = 0, all = 0;
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        if (!u->weight[i])
+            continue;
+        bool ok = !keel_host_ejected(u->hosts[i]);
+        total[u->prio[i]]++;
+        healthy[u->prio[i]] += ok;
+        all++;
+        all_healthy += ok;
+    }
+    if (!all)
+        return false;
+    /* panic (Envoy's healthy_panic_threshold = minHealthPercent): too few healthy, ejections are ignored */
+    uint32_t panic = c->outlier.enabled ? c->outlier.min_health_percent : 0;
+    x->panic = panic && (uint64_t)all_healthy * 100 < (uint64_t)panic * all;
+    if (x->panic)
+        for (unsigned p = 0; p < u->n_prio; p++)
+            healthy[p] = total[p];
+    if (u->n_prio <= 1) {
+        x->prio = -1;
+        return x->panic || all_healthy > 0;
+    }
+    uint32_t load[KEEL_LB_MAX_PRIORITIES];
+    keel_lb_priority_load(healthy, total, u->n_prio, load);
+    uint32_t r = keel_pworker_random(x->pw) % 100, acc = 0;
+    for (unsigned p = 0; p < u->n_prio; p++) {
+        acc += load[p];
+        if (load[p] && r < acc) {
+            x->prio = (int)p;
+            return true;
+        }
+    }
+    return false; /* nothing healthy anywhere */
+}
+
+/* The n-th eligible endpoint (round robin), skipping avoid when another exists. */
+static const struct keel_endpoint *nth_eligible(const struct pick *x, uintptr_t cur)
+{
+    const struct keel_cluster *c = x->c;
+    size_t count = 0;
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        count += eligible(x, i);
+    if (!count)
+        return NULL;
+    for (int round = 0; round < 2; round++, cur++) {
+        size_t want = cur % count, k = 0;
+        for (size_t i = 0; i < c->n_endpoints; i++) {
+            if (!eligible(x, i))
+                continue;
+            if (k++ == want) {
+                if (&c->endpoints[i] == x->avoid && count > 1 && round == 0)
+                    break;
+                return &c->endpoints[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+static const struct keel_endpoint *round_robin(struct pick *x)
+{
+    /* per-worker cursor per cluster; the key is our own copy of the name, since the snapshot that owns c->name
+     * may be gone by the next request */
+    struct keel_pworker *pw = x->pw;
+    const struct keel_cluster *c = x->c;
+    size_t klen = strlen(c->name);
+    uintptr_t cur = 0;
+    void *v = keel_map_get(&pw->rr, c->name, klen);
+    if (v) {
+        cur = (uintptr_t)v - 1;
+    } else {
+        char *key = strdup(c->name);
+        if (!key || keel_map_put(&pw->rr, key, klen, (void *)1, NULL) != 0) {
+            free(key);
+            return weighted(x, keel_pworker_random(pw), true);
+        }
+    }
+    const struct keel_endpoint *ep = nth_eligible(x, cur);
+    keel_map_put(&pw->rr, c->name, klen, (void *)(cur + 2), NULL); /* existing key: kept, value replaced */
+    return ep;
+}
+
+/* Consistent hash: the ring's first eligible endpoint at or after h, or Maglev's entry (probing on when ejected). */
+static const struct keel_endpoint *by_hash(const struct pick *x, uint64_t h)
+{
+    const struct keel_upcluster *u = x->u;
+    const struct keel_cluster *c = x->c;
+    if (c->lb.policy == KEEL_LB_RING_HASH && u->ring.n) {
+        size_t at = keel_lb_ring_find(&u->ring, h);
+        for (size_t k = 0; k < u->ring.n; k++) {
+            uint32_t i = u->ring.host[(at + k) % u->ring.n];
+            if (eligible(x, i) && &c->endpoints[i] != x->avoid)
+                return &c->endpoints[i];
+        }
+    } else if (c->lb.policy == KEEL_LB_MAGLEV && u->maglev.size) {
+        uint64_t hh = h;
+        for (int k = 0; k < 64; k++) {
+            uint32_t i = u->maglev.table[hh % u->maglev.size];
+            if (eligible(x, i) && &c->endpoints[i] != x->avoid)
+                return &c->endpoints[i];
+            hh = keel_lb_hash(&hh, sizeof(hh));
+        }
+    }
+    return NULL;
+}
+
+static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct keel_cluster *c,
+                                        const struct keel_endpoint *avoid, bool has_hash, uint64_t hash)
+{
+    if (!c || c->n_endpoints == 0)
+        return NULL;
+    struct pick x = {.pw = pw, .c = c, .avoid = avoid, .prio = -1, .now = keel_loop_now_ms(pw->loop)};
+    x.u = keel_upset_cluster(pw->upset, c);
+    if (x.u && (x.u->c != c || !x.u->hosts))
+        x.u = NULL; /* a stream of an older config generation: balanced without policies */
+    if (!x.u && c->n_endpoints == 1)
+        return &c->endpoints[0];
+    if (x.u && !choose_priority(&x))
+        return NULL; /* every endpoint ejected, and no panic: 503 UH (no_healthy_upstream) */
+    if (x.u && c->lb.warmup > 0) {
+        uint64_t window = (uint64_t)(c->lb.warmup / 1000000);
+        for (size_t i = 0; i < c->n_endpoints && !x.warming; i++)
+            x.warming = eligible(&x, i) && x.now - x.u->hosts[i]->added_ms < window;
+    }
+    const struct keel_endpoint *ep = NULL;
+    switch (c->lb.policy) {
+    case KEEL_LB_RING_HASH:
+    case KEEL_LB_MAGLEV:
+        if (x.u && has_hash)
+            ep = by_hash(&x, hash);
+        if (!ep)
+            ep = weighted(&x, keel_pworker_random(pw), true);
+        break;
+    case KEEL_LB_ROUND_ROBIN:
+        ep = x.warming ? weighted(&x, keel_pworker_random(pw), true) : round_robin(&x);
+        break;
+    case KEEL_LB_RANDOM:
+        ep = weighted(&x, keel_pworker_random(pw), true);
+        break;
+    default: {
+        /* LEAST_REQUEST: power of two choices */
+        const struct keel_endpoint *a = weighted(&x, keel_pworker_random(pw), true);
+        const struct keel_endpoint *b = weighted(&x, keel_pworker_random(pw), true);
+        ep = !a || !b ? (a ? a : b) : endpoint_active(pw, b) < endpoint_active(pw, a) ? b : a;
+        break;
+    }
+    }
+    return ep ? ep : weighted(&x, keel_pworker_random(pw), false); /* only `avoid` is left */
 }
 
 const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
                                                const struct keel_endpoint *avoid)
 {
-    if (!c || c->n_endpoints == 0)
-        return NULL;
-    if (c->n_endpoints == 1)
-        return &c->endpoints[0];
-    switch (c->lb.policy) {
-    case KEEL_LB_ROUND_ROBIN: {
-        /* per-worker cursor per cluster; the key is our own copy of the name, since the
-         * snapshot that owns c->name may be gone by the next request */
-        size_t klen = strlen(c->name);
-        uintptr_t cur = 0;
-        void *v = keel_map_get(&pw->rr, c->name, klen);
-        if (v) {
-            cur = (uintptr_t)v - 1;
-        } else {
-            char *key = strdup(c->name);
-            if (!key || keel_map_put(&pw->rr, key, klen, (void *)1, NULL) != 0) {
-                free(key);
-                return weighted(c, keel_pworker_random(pw), avoid);
+    return pick(pw, c, avoid, false, 0);
+}
+
+/* The value of cookie `name` in the request's Cookie fields (quotes removed), or false. */
+static bool find_cookie(const struct keel_http_head *h, const char *name, struct keel_str *out)
+{
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!keel_str_caseeq(h->headers[i].name, keel_str_c("cookie")))
+            continue;
+        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *stop = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            if (eq && (size_t)(eq - p) == nlen && !memcmp(p, name, nlen)) {
+                const char *v = eq + 1, *ve = stop;
+                while (ve > v && ve[-1] == ' ')
+                    ve--;
+                if (ve - v >= 2 && *v == '"' && ve[-1] == '"')
+                    v++, ve--;
+                *out = (struct keel_str){v, (size_t)(ve - v)};
+                return true;
+            }
+            p = stop;
+        }
+    }
+    return false;
+}
+
+static bool find_query(struct keel_str q, const char *name, struct keel_str *out)
+{
+    size_t nlen = strlen(name);
+    const char *p = q.p, *end = q.p + q.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        const char *ne = eq ? eq : stop;
+        if ((size_t)(ne - p) == nlen && !memcmp(p, name, nlen)) {
+            *out = eq ? (struct keel_str){eq + 1, (size_t)(stop - eq - 1)} : (struct keel_str){"", 0};
+            return true;
+        }
+        p = stop + (amp ? 1 : 0);
+    }
+    return false;
+}
+
+/* The request's hash for consistent-hash policies; false when it has none (then: random). */
+static bool request_hash(struct keel_stream *st, const struct keel_cluster *c, uint64_t *h)
+{
+    const struct keel_cluster_lb *lb = &c->lb;
+    struct keel_str v;
+    switch (lb->hash_key) {
+    case KEEL_HASH_HEADER: {
+        const struct keel_str *hv = lb->hash_name ? keel_http_head_get(&st->req, lb->hash_name) : NULL;
+        if (!hv)
+            return false;
+        *h = keel_lb_hash(hv->p, hv->n);
+        return true;
+    }
+    case KEEL_HASH_SOURCE_IP:
+        *h = keel_lb_hash(st->ds->peer_ip, strlen(st->ds->peer_ip));
+        return true;
+    case KEEL_HASH_QUERY_PARAM:
+        if (!lb->hash_name || !find_query(st->req.query, lb->hash_name, &v))
+            return false;
+        *h = keel_lb_hash(v.p, v.n);
+        return true;
+    case KEEL_HASH_COOKIE: {
+        if (!lb->hash_name)
+            return false;
+        if (find_cookie(&st->req, lb->hash_name, &v)) {
+            *h = keel_lb_hash(v.p, v.n);
+            return true;
+        }
+        if (lb->cookie_ttl <= 0)
+            return false; /* Envoy generates the cookie only when a ttl is given */
+        /* Envoy's generated value: the hash of the client's address, so a client's concurrent requests agree */
+        char val[17];
+        snprintf(val, sizeof(val), "%016llx", (unsigned long long)keel_lb_hash(st->ds->peer, strlen(st->ds->peer)));
+        *h = keel_lb_hash(val, 16);
+        if (!st->set_cookie) {
+            size_t cap = strlen(lb->hash_name) + (lb->cookie_path ? strlen(lb->cookie_path) : 0) + 80;
+            char *sc = keel_arena_alloc(st->arena, cap);
+            if (sc) {
+                int n = snprintf(sc, cap, "%s=\"%s\"; Max-Age=%lld", lb->hash_name, val,
+                                 (long long)(lb->cookie_ttl / 1000000000));
+                if (lb->cookie_path && lb->cookie_path[0] && n > 0 && (size_t)n < cap)
+                    n += snprintf(sc + n, cap - (size_t)n, "; Path=%s", lb->cookie_path);
+                if (n > 0 && (size_t)n < cap)
+                    snprintf(sc + n, cap - (size_t)n, "; HttpOnly");
+                st->set_cookie = sc;
             }
         }
-        const struct keel_endpoint *ep = &c->endpoints[cur % c->n_endpoints];
-        if (ep == avoid)
-            ep = &c->endpoints[++cur % c->n_endpoints];
-        keel_map_put(&pw->rr, c->name, klen, (void *)(cur + 2), NULL); /* existing key: kept, value replaced */
-        return ep;
+        return true;
     }
-    case KEEL_LB_RANDOM:
-        return weighted(c, keel_pworker_random(pw), avoid);
-    default: {
-        /* LEAST_REQUEST: power of two choices */
-        const struct keel_endpoint *a = weighted(c, keel_pworker_random(pw), avoid);
-        const struct keel_endpoint *b = weighted(c, keel_pworker_random(pw), avoid);
-        if (!a || !b)
-            return a ? a : b;
-        return endpoint_active(pw, b) < endpoint_active(pw, a) ? b : a;
+    default:
+        return false;
     }
-    }
+}
+
+const struct keel_endpoint *keel_upstream_pick_request(struct keel_stream *st, const struct keel_cluster *c,
+                                                       const struct keel_endpoint *avoid)
+{
+    uint64_t h = 0;
+    bool has = c && (c->lb.policy == KEEL_LB_RING_HASH || c->lb.policy == KEEL_LB_MAGLEV) && request_hash(st, c, &h);
+    return pick(st->ds->pw, c, avoid, has, h);
+}
+
+size_t keel_upstream_response_fields(const struct keel_stream *st, struct keel_http_header *h, size_t cap)
+{
+    if (!st->set_cookie || cap == 0)
+        return 0;
+    h[0] = (struct keel_http_header){keel_str_c("set-cookie"), keel_str_c(st->set_cookie)};
+    return 1;
 }
 
 static void free_later(struct keel_loop *loop, struct keel_defer *d)
@@ -115,6 +417,9 @@ static void free_later(struct keel_loop *loop, struct keel_defer *d)
     keel_uph2_free(uc); /* here, not in upconn_close: a close may happen inside the session's callbacks */
     keel_buf_free(&uc->in);
     keel_buf_free(&uc->out);
+    keel_cluster_state_unref(uc->cs);
+    keel_cluster_state_unref(uc->conn_cs);
+    keel_host_state_unref(uc->hs);
     free(uc);
 }
 
@@ -139,6 +444,23 @@ static void pool_remove(struct keel_upconn *uc)
     uc->next_idle = NULL;
 }
 
+static void wait_remove(struct keel_upool *p, struct keel_upconn *uc)
+{
+    struct keel_upconn *prev = NULL;
+    for (struct keel_upconn *w = p->wait_head; w; prev = w, w = w->next_wait) {
+        if (w != uc)
+            continue;
+        if (prev)
+            prev->next_wait = w->next_wait;
+        else
+            p->wait_head = w->next_wait;
+        if (p->wait_tail == w)
+            p->wait_tail = prev;
+        break;
+    }
+    uc->next_wait = NULL;
+}
+
 static void active_dec(struct keel_upconn *uc)
 {
     struct keel_upool *p = pool_get(uc->pw, uc->key, false);
@@ -146,22 +468,72 @@ static void active_dec(struct keel_upconn *uc)
         p->active--;
 }
 
+/* ---- circuit-breaker accounting: per attempt (the request on uc) and per connection ---- */
+
+static void pending_end(struct keel_upconn *uc)
+{
+    if (!uc->pending)
+        return;
+    uc->pending = false;
+    atomic_fetch_sub(&uc->cs->pending, 1);
+    keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_ACTIVE, -1);
+}
+
+/* The request on uc is over (released, failed, handed to another connection). */
+static void attempt_end(struct keel_upconn *uc)
+{
+    pending_end(uc);
+    if (uc->counted_rq)
+        atomic_fetch_sub(&uc->cs->rq, 1);
+    if (uc->counted_retry)
+        atomic_fetch_sub(&uc->cs->retries, 1);
+    uc->counted_rq = uc->counted_retry = false;
+}
+
+static void pool_service(struct keel_loop *loop, struct keel_defer *d);
+
+/* Serves the pool's waiting requests from the next loop iteration (never inside the caller's stack). */
+static void pool_kick(struct keel_pworker *pw, struct keel_upool *p)
+{
+    if (p && p->wait_head && !p->service_queued) {
+        p->service_queued = true;
+        keel_loop_defer(pw->loop, &p->service, pool_service, p);
+    }
+}
+
 static void upconn_close(struct keel_upconn *uc)
 {
     if (uc->closed)
         return;
     uc->closed = true;
-    if (!uc->st)
-        pool_remove(uc);
-    keel_io_stop(&uc->io);
-    keel_timer_stop(&uc->timer);
-    keel_tls_conn_free(uc->tls);
-    uc->tls = NULL;
-    if (uc->fd >= 0)
-        close(uc->fd);
-    uc->fd = -1;
-    keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, -1);
+    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    if (uc->waiting) {
+        if (p)
+            wait_remove(p, uc);
+    } else {
+        if (!uc->st)
+            pool_remove(uc);
+        keel_io_stop(&uc->io);
+        keel_timer_stop(&uc->timer);
+        keel_tls_conn_free(uc->tls);
+        uc->tls = NULL;
+        if (uc->fd >= 0)
+            close(uc->fd);
+        uc->fd = -1;
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, -1);
+        if (uc->conn_cs)
+            atomic_fetch_sub(&uc->conn_cs->cx, 1);
+        if (p && p->conns)
+            p->conns--;
+        pool_kick(uc->pw, p); /* a connection slot is free: a waiting request may open one */
+    }
     keel_loop_defer(uc->pw->loop, &uc->free_d, free_later, uc);
+}
+
+static void report_local(struct keel_upconn *uc, struct keel_stream *st, enum keel_outcome o)
+{
+    if (st && uc->hs)
+        keel_outlier_report_local(uc->pw, st->cluster, uc->cs, uc->hs, o);
 }
 
 static void on_timer(struct keel_loop *loop, struct keel_timer *t)
@@ -172,12 +544,18 @@ static void on_timer(struct keel_loop *loop, struct keel_timer *t)
         keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_TIMEOUT, 1);
         keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
         struct keel_stream *st = uc->st;
+        report_local(uc, st, KEEL_OUTCOME_CONNECT_FAILED);
+        attempt_end(uc);
         uc->st = NULL;
         active_dec(uc);
         upconn_close(uc);
         keel_stream_upstream_failed(st, KEEL_ETIMEDOUT, true, false);
     } else if (!uc->st) {
-        upconn_close(uc); /* pooled and idle too long */
+        /* pooled and idle too long, or too old (maxConnectionDuration) */
+        bool aged = uc->max_age_ms && keel_loop_now_ms(uc->pw->loop) - uc->created_ms >= uc->max_age_ms;
+        keel_cstats_add(uc->cstats,
+                        aged ? KEEL_CSTAT_UPSTREAM_CX_MAX_DURATION_REACHED : KEEL_CSTAT_UPSTREAM_CX_IDLE_TIMEOUT, 1);
+        upconn_close(uc);
     }
 }
 
@@ -232,6 +610,8 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         }
         if (rc != 0) {
             keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+            report_local(uc, st, KEEL_OUTCOME_CONNECT_FAILED);
+            attempt_end(uc);
             uc->st = NULL;
             active_dec(uc);
             upconn_close(uc);
@@ -240,6 +620,8 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
             return;
         }
         uc->connected = true;
+        pending_end(uc); /* its request has a connection now */
+        report_local(uc, st, KEEL_OUTCOME_CONNECT_OK);
         keel_timer_stop(&uc->timer);
         struct keel_addr local;
         if (keel_sock_local_addr(uc->fd, &local) == 0)
@@ -307,6 +689,11 @@ void keel_upstream_fail(struct keel_upconn *uc, int err)
 {
     struct keel_stream *st = uc->st;
     bool reused = uc->reused;
+    /* a reset before the response is a local-origin failure for outlier detection; a pooled connection the
+     * server had closed is not the endpoint's fault (the exchange retries it on a fresh one) */
+    if (st && !reused && !st->resp_started)
+        report_local(uc, st, KEEL_OUTCOME_CONNECT_FAILED);
+    attempt_end(uc);
     uc->st = NULL;
     active_dec(uc);
     upconn_close(uc);
@@ -319,30 +706,148 @@ size_t keel_upstream_pending(const struct keel_upconn *uc)
     return uc->out.len + (uc->h2 ? keel_uph2_pending(uc) : 0);
 }
 
+static struct keel_upconn *upconn_new(struct keel_pworker *pw, struct keel_stream *st, const char *key)
+{
+    struct keel_upconn *uc = calloc(1, sizeof(*uc));
+    if (!uc)
+        return NULL;
+    uc->pw = pw;
+    uc->fd = -1;
+    uc->st = st;
+    snprintf(uc->key, sizeof(uc->key), "%s", key);
+    keel_buf_init(&uc->in, KEEL_PROXY_IN_MAX);
+    keel_buf_init(&uc->out, KEEL_PROXY_OUT_MAX);
+    keel_io_init(&uc->io, -1, on_io, uc);
+    keel_timer_init(&uc->timer);
+    uc->timer.data = uc;
+    return uc;
+}
+
+/* Opens uc's socket (uc->key, TLS context, connect timeout already set) and counts the connection. Returns 0 or a
+ * code, with nothing opened. */
+static int upconn_open(struct keel_upconn *uc, struct keel_upool *p, bool h2)
+{
+    struct keel_pworker *pw = uc->pw;
+    struct keel_addr addr;
+    int rc = keel_addr_parse(uc->key, &addr);
+    if (rc)
+        return rc; /* a host name: resolution is not in this build yet */
+    int fd;
+    rc = keel_sock_connect(&addr, &fd);
+    if (rc != 0 && rc != KEEL_EAGAIN) {
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        return rc;
+    }
+    uc->fd = fd;
+    if (h2 && keel_uph2_new(uc) != 0) {
+        close(fd);
+        uc->fd = -1;
+        return KEEL_ENOMEM;
+    }
+    keel_sock_set_nodelay(fd, true);
+    keel_io_init(&uc->io, fd, on_io, uc);
+    if (keel_io_start(pw->loop, &uc->io, KEEL_IO_WRITE | KEEL_IO_READ) != 0) {
+        close(fd);
+        uc->fd = -1;
+        keel_uph2_free(uc);
+        return KEEL_ENOMEM;
+    }
+    uint64_t ms = uc->connect_ms;
+    keel_timer_start(pw->loop, &uc->timer, ms ? ms : 1, on_timer, uc);
+    uc->waiting = false;
+    uc->created_ms = keel_loop_now_ms(pw->loop);
+    keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_TOTAL, 1);
+    keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, 1);
+    if (uc->cs) {
+        uc->conn_cs = keel_cluster_state_ref(uc->cs);
+        atomic_fetch_add(&uc->conn_cs->cx, 1);
+    }
+    if (p)
+        p->conns++;
+    return 0;
+}
+
+/* Per-connection limits of cluster c, set on uc for its next release. */
+static void set_conn_limits(struct keel_upconn *uc, const struct keel_cluster *c)
+{
+    const struct keel_cluster_limits *l = &c->limits;
+    uc->idle_ms = l->http_idle_timeout > 0 ? (uint64_t)(l->http_idle_timeout / 1000000) : KEEL_PROXY_UP_IDLE_MS;
+    if (!uc->idle_ms)
+        uc->idle_ms = 1;
+    uc->max_age_ms = l->max_connection_duration > 0 ? (uint64_t)(l->max_connection_duration / 1000000) : 0;
+    if (l->max_connection_duration > 0 && !uc->max_age_ms)
+        uc->max_age_ms = 1;
+    uc->max_requests = l->max_requests_per_connection;
+}
+
+/* The states the attempt on uc counts in (a pooled connection may serve another cluster's request: pools are per
+ * endpoint address). */
+static void set_attempt_states(struct keel_upconn *uc, struct keel_cluster_state *cs, struct keel_host_state *hs)
+{
+    if (uc->cs != cs) {
+        keel_cluster_state_unref(uc->cs);
+        uc->cs = keel_cluster_state_ref(cs);
+    }
+    if (uc->hs != hs) {
+        keel_host_state_unref(uc->hs);
+        uc->hs = keel_host_state_ref(hs);
+    }
+}
+
+static bool over(_Atomic uint32_t *count, uint32_t max)
+{
+    if (max == KEEL_CLUSTERS_UNLIMITED) {
+        atomic_fetch_add(count, 1);
+        return false;
+    }
+    if (atomic_fetch_add(count, 1) >= max) {
+        atomic_fetch_sub(count, 1);
+        return true;
+    }
+    return false;
+}
+
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
                          const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out)
 {
     const char *key = ep->hostport;
     struct keel_upool *p = pool_get(pw, key, true);
-    struct keel_cluster_stats *cs = keel_stats_cluster(pw->stats, c->name);
+    struct keel_cluster_stats *cstats = keel_stats_cluster(pw->stats, c->name);
     const char *sni = NULL;
     struct keel_tls_ctx *tctx = keel_upstream_tls_ctx(pw, c, h2, &sni);
     if (!tctx && (c->tls.mode == KEEL_CLUSTER_TLS_SIMPLE || c->tls.mode == KEEL_CLUSTER_TLS_MUTUAL)) {
-        keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+        keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
         return KEEL_EINVAL; /* the context could not be built (logged): never fall back to plain text */
     }
+    /* the cluster's shared state (circuit breakers, outlier detection); none for the passthrough cluster */
+    const struct keel_upcluster *u = keel_upset_cluster(pw->upset, c);
+    struct keel_cluster_state *cs = u ? u->cs : NULL;
+    struct keel_host_state *hs = keel_upcluster_host(u, c, ep);
+    const struct keel_cluster_limits *lim = &c->limits;
+    if (cs && over(&cs->rq, lim->max_requests)) {
+        keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_OVERFLOW, 1);
+        return KEEL_EOVERFLOW;
+    }
+    bool retry = cs && st->attempts > 1;
+    if (retry)
+        atomic_fetch_add(&cs->retries, 1);
     int k = pool_kind(h2, tctx != NULL);
     struct keel_upconn **pp = p ? &p->idle[k] : NULL;
     while (pp && *pp && (*pp)->tls_ctx != tctx)
         pp = &(*pp)->next_idle;
-    if (pp && *pp) {
+    if (pp && *pp && (!p->wait_head || !cs)) {
         struct keel_upconn *uc = *pp;
         *pp = uc->next_idle;
         p->n_idle[k]--;
         uc->next_idle = NULL;
         uc->st = st;
         uc->reused = true;
-        uc->cstats = cs;
+        uc->cstats = cstats;
+        set_attempt_states(uc, cs, hs);
+        uc->counted_rq = cs != NULL;
+        uc->counted_retry = retry;
+        uc->requests++;
+        set_conn_limits(uc, c);
         keel_timer_stop(&uc->timer);
         keel_buf_reset(&uc->in);
         keel_buf_reset(&uc->out);
@@ -350,59 +855,131 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         *out = uc;
         return 0;
     }
-    struct keel_addr addr;
-    int rc = keel_addr_parse(key, &addr);
-    if (rc)
-        return rc; /* a host name: resolution is not in this build yet */
-    int fd;
-    rc = keel_sock_connect(&addr, &fd);
-    if (rc != 0 && rc != KEEL_EAGAIN) {
-        keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
-        return rc;
+    /* no idle connection: the request waits for one (a new one, or a busy one when at maxConnections) */
+    bool wait = cs && p && lim->max_connections != KEEL_CLUSTERS_UNLIMITED &&
+                atomic_load(&cs->cx) >= lim->max_connections && p->conns > 0;
+    if (wait)
+        keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
+    if (cs && over(&cs->pending, lim->max_pending_requests)) {
+        atomic_fetch_sub(&cs->rq, 1);
+        if (retry)
+            atomic_fetch_sub(&cs->retries, 1);
+        keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_OVERFLOW, 1);
+        return KEEL_EOVERFLOW;
     }
-    struct keel_upconn *uc = calloc(1, sizeof(*uc));
+    struct keel_upconn *uc = upconn_new(pw, st, key);
     if (!uc) {
-        close(fd);
+        if (cs) {
+            atomic_fetch_sub(&cs->pending, 1);
+            atomic_fetch_sub(&cs->rq, 1);
+            if (retry)
+                atomic_fetch_sub(&cs->retries, 1);
+        }
         return KEEL_ENOMEM;
     }
-    uc->pw = pw;
-    uc->fd = fd;
-    uc->st = st;
-    uc->cstats = cs;
+    uc->cstats = cstats;
     uc->tls_ctx = tctx;
     uc->sni = sni;
-    snprintf(uc->key, sizeof(uc->key), "%s", key);
-    keel_buf_init(&uc->in, KEEL_PROXY_IN_MAX);
-    keel_buf_init(&uc->out, KEEL_PROXY_OUT_MAX);
-    if (h2 && keel_uph2_new(uc) != 0) {
-        close(fd);
-        keel_buf_free(&uc->in);
-        keel_buf_free(&uc->out);
-        free(uc);
-        return KEEL_ENOMEM;
+    uc->cs = keel_cluster_state_ref(cs);
+    uc->hs = keel_host_state_ref(hs);
+    uc->pending = cs != NULL;
+    uc->counted_rq = cs != NULL;
+    uc->counted_retry = retry;
+    uc->h2_wanted = h2;
+    uc->requests = 1;
+    uc->connect_ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000;
+    set_conn_limits(uc, c);
+    keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_TOTAL, 1);
+    if (uc->pending)
+        keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_ACTIVE, 1);
+    if (wait) {
+        uc->waiting = true;
+        if (p->wait_tail)
+            p->wait_tail->next_wait = uc;
+        else
+            p->wait_head = uc;
+        p->wait_tail = uc;
+        p->active++;
+        *out = uc;
+        return 0;
     }
-    keel_sock_set_nodelay(fd, true);
-    keel_io_init(&uc->io, fd, on_io, uc);
-    keel_timer_init(&uc->timer);
-    uc->timer.data = uc;
-    if (keel_io_start(pw->loop, &uc->io, KEEL_IO_WRITE | KEEL_IO_READ) != 0) {
-        close(fd);
-        keel_uph2_free(uc);
-        keel_buf_free(&uc->in);
-        keel_buf_free(&uc->out);
-        free(uc);
-        return KEEL_ENOMEM;
+    int rc = upconn_open(uc, p, h2);
+    if (rc != 0) {
+        if (rc != KEEL_ENOMEM && hs)
+            keel_outlier_report_local(pw, c, cs, hs, KEEL_OUTCOME_CONNECT_FAILED);
+        attempt_end(uc);
+        uc->closed = true;
+        keel_loop_defer(pw->loop, &uc->free_d, free_later, uc);
+        return rc;
     }
-    uint64_t ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000;
-    keel_timer_start(pw->loop, &uc->timer, ms ? ms : 1, on_timer, uc);
-    keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_TOTAL, 1);
-    keel_cstats_add(cs, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, 1);
     if (p)
         p->active++;
     *out = uc;
     return 0;
 }
 
+/* Hands freed connections (or free connection slots) of pool p to its waiting requests, oldest first. */
+static void pool_service(struct keel_loop *loop, struct keel_defer *d)
+{
+    (void)loop;
+    struct keel_upool *p = d->data;
+    p->service_queued = false;
+    while (p->wait_head) {
+        struct keel_upconn *w = p->wait_head;
+        struct keel_stream *st = w->st;
+        struct keel_pworker *pw = w->pw;
+        int k = pool_kind(w->h2_wanted, w->tls_ctx != NULL);
+        struct keel_upconn **pp = &p->idle[k];
+        while (*pp && (*pp)->tls_ctx != w->tls_ctx)
+            pp = &(*pp)->next_idle;
+        if (*pp) {
+            /* an idle connection: the waiting request moves onto it */
+            struct keel_upconn *uc = *pp;
+            *pp = uc->next_idle;
+            p->n_idle[k]--;
+            uc->next_idle = NULL;
+            wait_remove(p, w);
+            pending_end(w);
+            uc->st = st;
+            uc->reused = true;
+            uc->cstats = w->cstats;
+            uc->counted_rq = w->counted_rq;
+            uc->counted_retry = w->counted_retry;
+            w->counted_rq = w->counted_retry = false;
+            uc->requests++;
+            uc->idle_ms = w->idle_ms;
+            uc->max_age_ms = w->max_age_ms;
+            uc->max_requests = w->max_requests;
+            set_attempt_states(uc, w->cs, w->hs);
+            keel_timer_stop(&uc->timer);
+            keel_buf_reset(&uc->in);
+            keel_buf_reset(&uc->out);
+            w->st = NULL;
+            w->closed = true;
+            keel_loop_defer(pw->loop, &w->free_d, free_later, w);
+            st->uc = uc; /* the attempt's connection is this one now (see keel_upstream_attach) */
+            keel_stream_upstream_ready(st);
+            continue;
+        }
+        struct keel_cluster_state *cs = w->cs;
+        const struct keel_cluster *c = st->cluster;
+        if (cs && c && c->limits.max_connections != KEEL_CLUSTERS_UNLIMITED &&
+            atomic_load(&cs->cx) >= c->limits.max_connections && p->conns > 0)
+            break; /* still at maxConnections: wait for the next release or close */
+        wait_remove(p, w);
+        int rc = upconn_open(w, p, w->h2_wanted); /* opened in place: st->uc stays w */
+        if (rc != 0) {
+            if (rc != KEEL_ENOMEM && w->hs)
+                keel_outlier_report_local(pw, c, cs, w->hs, KEEL_OUTCOME_CONNECT_FAILED);
+            attempt_end(w);
+            w->st = NULL;
+            active_dec(w);
+            w->closed = true;
+            keel_loop_defer(pw->loop, &w->free_d, free_later, w);
+            keel_stream_upstream_failed(st, rc, true, false);
+        }
+    }
+}
 int keel_upstream_flush(struct keel_upconn *uc)
 {
     if (uc->h2 && uc->connected) {
@@ -430,7 +1007,7 @@ int keel_upstream_flush(struct keel_upconn *uc)
 
 void keel_upstream_pause(struct keel_upconn *uc, bool pause)
 {
-    if (uc->closed)
+    if (uc->closed || uc->waiting)
         return;
     uint32_t want = pause ? (uc->io.events & ~KEEL_IO_READ) : (uc->io.events | KEEL_IO_READ);
     if (!want)
@@ -442,10 +1019,24 @@ void keel_upstream_pause(struct keel_upconn *uc, bool pause)
 void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
 {
     struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    attempt_end(uc);
     active_dec(uc);
     uc->st = NULL;
     uc->reused = false;
+    if (uc->waiting) {
+        upconn_close(uc); /* it never had a connection */
+        return;
+    }
     bool clean = uc->h2 ? keel_uph2_reusable(uc) : (uc->in.len == 0 && uc->out.len == 0);
+    uint64_t now = keel_loop_now_ms(uc->pw->loop);
+    uint64_t age = now - uc->created_ms;
+    if (keep_alive && uc->max_requests && uc->requests >= uc->max_requests) {
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_MAX_REQUESTS, 1); /* maxRequestsPerConnection */
+        keep_alive = false;
+    } else if (keep_alive && uc->max_age_ms && age >= uc->max_age_ms) {
+        keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_MAX_DURATION_REACHED, 1);
+        keep_alive = false;
+    }
     if (!keep_alive || uc->closed || !uc->connected || !clean || !p || uc->pw->draining) {
         upconn_close(uc);
         return;
@@ -455,7 +1046,11 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
     p->idle[k] = uc;
     p->n_idle[k]++;
     keel_io_modify(&uc->io, KEEL_IO_READ);
-    keel_timer_start(uc->pw->loop, &uc->timer, KEEL_PROXY_UP_IDLE_MS, on_timer, uc);
+    uint64_t ms = uc->idle_ms ? uc->idle_ms : KEEL_PROXY_UP_IDLE_MS;
+    if (uc->max_age_ms && uc->max_age_ms - age < ms)
+        ms = uc->max_age_ms - age;
+    keel_timer_start(uc->pw->loop, &uc->timer, ms ? ms : 1, on_timer, uc);
+    pool_kick(uc->pw, p); /* a waiting request takes it */
 }
 
 void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta)
@@ -496,4 +1091,30 @@ void keel_upstream_state_free(struct keel_pworker *pw)
     while ((s = keel_map_next(&pw->rr, &it)) != NULL)
         free((void *)s->key);
     keel_map_free(&pw->rr);
+}
+
+/* ---- outlier detection and retry budget: the exchange's reports ----------------------------------------------- */
+
+void keel_upstream_report_status(struct keel_stream *st, int status)
+{
+    struct keel_upconn *uc = st->uc;
+    if (uc && uc->hs)
+        keel_outlier_report_status(st->ds->pw, st->cluster, uc->cs, uc->hs, status);
+}
+
+void keel_upstream_report_timeout(struct keel_stream *st)
+{
+    struct keel_upconn *uc = st->uc;
+    if (uc && uc->hs && !st->resp_started)
+        keel_outlier_report_local(st->ds->pw, st->cluster, uc->cs, uc->hs, KEEL_OUTCOME_TIMEOUT);
+}
+
+bool keel_upstream_retry_allowed(struct keel_stream *st)
+{
+    const struct keel_upcluster *u = keel_upset_cluster(st->ds->pw->upset, st->cluster);
+    uint32_t max = st->cluster ? st->cluster->limits.max_retries : KEEL_CLUSTERS_UNLIMITED;
+    if (!u || max == KEEL_CLUSTERS_UNLIMITED || atomic_load(&u->cs->retries) < max)
+        return true;
+    keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY_OVERFLOW, 1);
+    return false;
 }
