@@ -212,6 +212,7 @@ static void on_timeout(struct keel_loop *loop, struct keel_timer *t)
     (void)loop;
     struct keel_stream *st = t->data;
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TIMEOUT, 1);
+    keel_upstream_report_timeout(st); /* outlier detection: a local-origin timeout */
     if (st->uc) {
         keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
         keel_upstream_release(st->uc, false);
@@ -574,6 +575,8 @@ static bool try_again(struct keel_stream *st, uint32_t outcome)
             st->flags |= KEEL_RF(UPSTREAM_RETRY_LIMIT_EXCEEDED);
         return false;
     }
+    if (!keel_upstream_retry_allowed(st))
+        return false; /* DestinationRule maxRetries reached (envoy_cluster_upstream_rq_retry_overflow) */
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_RETRY, 1);
     keel_timer_stop(&st->try_timer);
     /* a fresh response state for the next attempt */
@@ -596,6 +599,7 @@ static void on_try_timeout(struct keel_loop *loop, struct keel_timer *t)
     if (st->resp_started || st->finished)
         return;
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TIMEOUT, 1);
+    keel_upstream_report_timeout(st); /* outlier detection: a local-origin timeout */
     if (st->uc) {
         keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
         keel_upstream_release(st->uc, false);
@@ -647,7 +651,7 @@ void keel_stream_dispatch(struct keel_stream *st)
             return;
         }
     } else {
-        st->ep = keel_upstream_pick(pw, c, st->tried);
+        st->ep = keel_upstream_pick_request(st, c, st->tried);
     }
     if (!st->ep) {
         keel_stream_local_reply(st, 503, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream", "no healthy upstream", 19,
@@ -663,6 +667,12 @@ void keel_stream_dispatch(struct keel_stream *st)
     st->up_h2 = !st->upgrade && upstream_wants_h2(st, c); /* WebSocket over HTTP/2 (RFC 8441) is not done */
     struct keel_upconn *uc;
     int rc = keel_upstream_attach(pw, st, c, st->ep, c->limits.connect_timeout, st->up_h2, &uc);
+    if (rc == KEEL_EOVERFLOW) { /* a DestinationRule connectionPool limit (circuit breaker) */
+        static const char body[] = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+        keel_stream_local_reply(st, 503, KEEL_RF(UPSTREAM_OVERFLOW), "upstream_reset_before_response_started{overflow}",
+                                body, sizeof(body) - 1, NULL, 0);
+        return;
+    }
     if (rc != 0) {
         keel_stream_upstream_failed(st, rc, true, false);
         return;
@@ -982,6 +992,7 @@ static int send_response_head(struct keel_stream *st)
     apply_ops(&a->headers.response, h, &n, cap);
     if (dest)
         apply_ops(&dest->headers.response, h, &n, cap);
+    n += keel_upstream_response_fields(st, h + n, cap - n); /* a generated consistent-hash cookie */
     return st->ds->ops->head(st, st->resp.status, st->resp.reason, h, n);
 }
 
@@ -1033,6 +1044,7 @@ static bool response_head(struct keel_stream *st)
 {
     keel_timer_stop(&st->try_timer);
     keel_cstats_count_code(st->cstats, st->resp.status); /* every attempt's answer counts */
+    keel_upstream_report_status(st, st->resp.status);   /* outlier detection, every attempt too */
     uint32_t outcome = retry_on_response(st);
     struct keel_upconn *uc = st->uc;
     if (outcome && try_again(st, outcome)) {
