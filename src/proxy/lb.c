@@ -6,7 +6,7 @@
  * unit tests (tests/unit/proxy/lb_test.c) check them directly, and outlier.c builds the tables once per cluster and
  * config generation on the main thread, never per request.
  *
- * - Hash: 64-bit FNV-1a with a final avalanche (splitmix64's finaliser), stable across runs and machines, so a
+ * - Hash: base/map.h's keel_hash (64-bit FNV-1a with a final avalanche), stable across runs and machines, so a
  *   header value always lands on the same endpoint of the same endpoint set.
  * - Ring hash (Envoy's RING_HASH): each endpoint gets a share of at least `min_size` points on a 64-bit ring in
  *   proportion to its weight (at least one point); a request hash goes to the first point at or after it. An
@@ -26,6 +26,7 @@
 #include "proxy/proxy_int.h"
 
 #include "base/err.h"
+#include "base/map.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,18 +35,7 @@
 
 uint64_t keel_lb_hash(const void *p, size_t n)
 {
-    const unsigned char *s = p;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
+    return keel_hash(p, n); /* base/map.h: FNV-1a with a final avalanche */
 }
 
 /* ---- ring hash ------------------------------------------------------------------------------------------------ */
