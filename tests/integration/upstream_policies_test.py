@@ -284,10 +284,13 @@ try:
         t.join()
     check("circuit breaker: 20 concurrent requests, some refused with 503",
           results.count(503) >= 1 and results.count(200) >= 1, results)
-    with open(ACCESS) as f:
-        uo = [ln for ln in f if "cb.test" in ln and " UO " in ln and "overflow" in ln]
+    def uo_lines():
+        # the proxy writes a line after the response went out: poll a moment for the last ones
+        with open(ACCESS) as f:
+            return [ln for ln in f if "cb.test" in ln and " UO " in ln and "overflow" in ln]
+    wait_for(lambda: len(uo_lines()) >= results.count(503), 5)
     check("circuit breaker: access log shows 503 UO upstream_reset_before_response_started{overflow}",
-          len(uo) == results.count(503), (len(uo), results.count(503)))
+          len(uo_lines()) == results.count(503), (len(uo_lines()), results.count(503)))
     stats = admin("/stats/prometheus")
     check("circuit breaker: envoy_cluster_upstream_rq_pending_overflow > 0",
           (cmetric(stats, "envoy_cluster_upstream_rq_pending_overflow", cl("cb.test")) or 0) > 0)
