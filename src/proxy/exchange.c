@@ -1044,7 +1044,7 @@ static bool response_head(struct keel_stream *st)
 {
     keel_timer_stop(&st->try_timer);
     keel_cstats_count_code(st->cstats, st->resp.status); /* every attempt's answer counts */
-    keel_upstream_report_status(st, st->resp.status);   /* outlier detection, every attempt too */
+    keel_upstream_report_status(st, st->resp.status);    /* outlier detection, every attempt too */
     uint32_t outcome = retry_on_response(st);
     struct keel_upconn *uc = st->uc;
     if (outcome && try_again(st, outcome)) {
