@@ -427,10 +427,11 @@ void keel_lb_priority_load(const uint32_t *healthy, const uint32_t *total, unsig
 
 bool keel_lb_may_eject(uint32_t ejected, uint32_t hosts, uint32_t max_percent)
 {
-    /* Envoy: the ejection would keep (ejected + 1) / hosts at or under max_ejection_percent */
+    /* Envoy (outlier_detection_impl.cc ejectHost): the share already ejected, before this one, must be under
+     * max_ejection_percent; so the first ejection always happens, whatever the percentage */
     if (hosts == 0)
         return false;
-    return (uint64_t)(ejected + 1) * 100 <= (uint64_t)(max_percent > 100 ? 100 : max_percent) * hosts;
+    return (uint64_t)ejected * 100 < (uint64_t)(max_percent > 100 ? 100 : max_percent) * hosts;
 }
 
 uint64_t keel_lb_ejection_ms(uint64_t base_ms, uint32_t backoff, uint64_t max_ms)

@@ -347,7 +347,8 @@ unsigned keel_lb_locality_plan(const struct keel_cluster *c, const struct keel_l
                                uint32_t *weight);
 /* Percent of the traffic per priority (sums to 100, or all 0 when nothing is healthy). */
 void keel_lb_priority_load(const uint32_t *healthy, const uint32_t *total, unsigned n, uint32_t *load);
-/* May one more of `hosts` be ejected with `ejected` out already, under maxEjectionPercent? */
+/* May one more of `hosts` be ejected with `ejected` out already, under maxEjectionPercent (Envoy: the share
+ * ejected before this one is under it, so one is always allowed)? */
 bool keel_lb_may_eject(uint32_t ejected, uint32_t hosts, uint32_t max_percent);
 /* How long an ejection lasts: base x backoff (the times ejected, decaying), at most max (>= base). */
 uint64_t keel_lb_ejection_ms(uint64_t base_ms, uint32_t backoff, uint64_t max_ms);

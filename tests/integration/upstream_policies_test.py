@@ -165,10 +165,11 @@ config += se("back.test", [("127.0.0.2", GOOD, None), ("127.0.0.3", GOOD, None),
 config += dr("back.test", """outlierDetection: {consecutiveGatewayErrors: 3, interval: 1s, baseEjectionTime: 1s,
   maxEjectionPercent: 100}
 loadBalancer: {simple: ROUND_ROBIN}""")
-# maxEjectionPercent 50 of three endpoints: one ejection at most
-config += se("max.test", [("127.0.0.2", GOOD, None), ("127.0.0.1", BAD, None), ("127.0.0.2", BAD, None)])
+# maxEjectionPercent 25 of four endpoints: a second ejection would start from 25% already out: refused
+config += se("max.test", [("127.0.0.2", GOOD, None), ("127.0.0.3", GOOD, None), ("127.0.0.1", BAD, None),
+                          ("127.0.0.2", BAD, None)])
 config += dr("max.test", """outlierDetection: {consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s,
-  maxEjectionPercent: 50}
+  maxEjectionPercent: 25}
 loadBalancer: {simple: ROUND_ROBIN}""")
 # panic: two of three ejected is under minHealthPercent 50
 config += se("panic.test", [("127.0.0.2", GOOD, None), ("127.0.0.1", BAD, None), ("127.0.0.2", BAD, None)])
@@ -251,11 +252,11 @@ try:
     # ---- maxEjectionPercent ----
     got = [get("max.test") for _ in range(30)]
     stats = admin("/stats/prometheus")
-    check("maxEjectionPercent 50: one of two failing endpoints ejected",
+    check("maxEjectionPercent 25: one of two failing endpoints ejected",
           cmetric(stats, "envoy_cluster_outlier_detection_ejections_active", cl("max.test")) == 1)
-    check("maxEjectionPercent 50: the second ejection overflowed",
+    check("maxEjectionPercent 25: the second ejection overflowed",
           (cmetric(stats, "envoy_cluster_outlier_detection_ejections_overflow", cl("max.test")) or 0) >= 1)
-    check("maxEjectionPercent 50: the other failing endpoint still gets traffic",
+    check("maxEjectionPercent 25: the other failing endpoint still gets traffic",
           sum(1 for s, n, _ in got[-10:] if n == "bad") >= 3, [n for s, n, _ in got])
 
     # ---- panic (minHealthPercent 50) ----

@@ -259,12 +259,13 @@ static void test_priority_load(void **state)
 static void test_ejection_arithmetic(void **state)
 {
     (void)state;
-    /* Envoy: (ejected + 1) / hosts must stay at or under maxEjectionPercent */
-    assert_false(keel_lb_may_eject(0, 3, 10)); /* the default 10% never ejects one of three */
+    /* Envoy: the share ejected before this ejection must be under maxEjectionPercent */
+    assert_true(keel_lb_may_eject(0, 3, 10)); /* the first ejection always happens (the guide's 3 endpoints) */
+    assert_false(keel_lb_may_eject(1, 3, 10));
     assert_true(keel_lb_may_eject(0, 10, 10));
     assert_false(keel_lb_may_eject(1, 10, 10));
-    assert_true(keel_lb_may_eject(0, 3, 50));
-    assert_false(keel_lb_may_eject(1, 3, 50));
+    assert_true(keel_lb_may_eject(1, 3, 50)); /* 33% < 50% */
+    assert_false(keel_lb_may_eject(2, 3, 50));
     assert_true(keel_lb_may_eject(2, 3, 100));
     assert_false(keel_lb_may_eject(3, 3, 100));
     assert_false(keel_lb_may_eject(0, 0, 100));
