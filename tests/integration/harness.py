@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import random
 import re
 import shutil
 import socket
@@ -61,12 +62,29 @@ def keel_arg():
     return os.path.abspath(ap.parse_args().keel)
 
 
+# Test ports come from below the kernel's ephemeral range (32768-60999 on Debian): a port the kernel handed out
+# with bind(0) may be taken again at once as the local port of any outgoing connection of a test running in
+# parallel, and a proxy that then fails to listen on it turns into a flaky "connection refused".
+_PORT_RANGE = (20000, 32000)
+_BENCH_PORTS = set(range(18001, 18005))
+_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A TCP port on 127.0.0.1 that nothing listens on now, from 20000-31999 (see _PORT_RANGE)."""
+    for _ in range(1000):
+        p = _rng.randrange(*_PORT_RANGE)
+        if p in _BENCH_PORTS:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in %d-%d" % _PORT_RANGE)
 
 
 def serve(server_class, handler):
