@@ -89,7 +89,10 @@ def free_port():
 
 def serve(server_class, handler):
     """Starts server_class (a socketserver class, e.g. http.server.ThreadingHTTPServer) with handler on a free
-    127.0.0.1 port, serving from a daemon thread with daemon request threads. Returns (server, port)."""
+    127.0.0.1 port, serving from a daemon thread with daemon request threads, with a listen backlog of at least
+    128 (socketserver's 5 drops handshakes when a proxy opens many connections at once). Returns (server, port)."""
+    if getattr(server_class, "request_queue_size", 5) < 128:
+        server_class = type(server_class.__name__, (server_class,), {"request_queue_size": 128})
     srv = server_class(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()

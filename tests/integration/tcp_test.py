@@ -42,6 +42,7 @@ from harness import (check, cleanup, free_port, http_get, keel_arg, metric, patt
 
 class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's default backlog of 5 drops handshakes of the parallel sessions
 
 
 def serve_tcp(handler_fn):
