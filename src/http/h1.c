@@ -244,6 +244,11 @@ static bool valid_authority(const char *p, size_t n, unsigned flags)
     return port <= 65535;
 }
 
+bool keel_h1_authority_valid(const char *p, size_t n)
+{
+    return valid_authority(p, n, AUTH_HOST_REQUIRED);
+}
+
 /* ---- field lines --------------------------------------------------------------------------------- */
 
 /* Why a field line stopped at p (not a colon) after a name that started at ns. */

@@ -225,6 +225,10 @@ int keel_h1_write_chunk(struct keel_buf *out, const void *data, size_t len);
 /* The last chunk "0" CRLF, the trailer fields (may be NULL/0), and the final CRLF. */
 int keel_h1_write_last_chunk(struct keel_buf *out, const struct keel_http_header *trailers, size_t n);
 
+/* Whether p[0..n) is a valid authority (uri-host [":" port], RFC 9110 section 4.2.3 and RFC 3986): no userinfo,
+ * a port of at most 65535; the same rule the request parser applies to Host. For other codecs (HTTP/2). */
+bool keel_h1_authority_valid(const char *p, size_t n);
+
 /* Standard reason phrase for a status ("Not Found"), or "" for an unregistered one. */
 const char *keel_h1_reason(int status);
 

@@ -40,7 +40,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* ---- life of a stream ------------------------------------------------------------------------------------------ */
 
 struct keel_str keel_stream_dup(struct keel_arena *a, struct keel_str s)
@@ -517,7 +516,7 @@ static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
 /* What a failed attempt counts as, for retryOn (Envoy's semantics: connect failures and resets are 5xx and
  * gateway errors too). */
 #define RETRY_ON_CONNECT                                                                                               \
-    (KEEL_RETRY_CONNECT_FAILURE | KEEL_RETRY_RESET | KEEL_RETRY_RESET_BEFORE_REQUEST | KEEL_RETRY_5XX |                 \
+    (KEEL_RETRY_CONNECT_FAILURE | KEEL_RETRY_RESET | KEEL_RETRY_RESET_BEFORE_REQUEST | KEEL_RETRY_5XX |                \
      KEEL_RETRY_GATEWAY_ERROR)
 #define RETRY_ON_RESET (KEEL_RETRY_RESET | KEEL_RETRY_REFUSED_STREAM | KEEL_RETRY_5XX | KEEL_RETRY_GATEWAY_ERROR)
 #define RETRY_ON_TIMEOUT (KEEL_RETRY_RESET | KEEL_RETRY_5XX | KEEL_RETRY_GATEWAY_ERROR)
@@ -540,8 +539,10 @@ static uint32_t retry_on_response(const struct keel_stream *st)
     const struct keel_str *g = keel_http_head_get(&st->resp, "grpc-status"); /* a trailers-only gRPC answer */
     uint64_t code;
     if (g && keel_str_to_u64(*g, 16, &code) == 0) {
-        static const uint32_t grpc[17] = {[1] = KEEL_RETRY_CANCELLED, [4] = KEEL_RETRY_DEADLINE_EXCEEDED,
-                                          [8] = KEEL_RETRY_RESOURCE_EXHAUSTED, [13] = KEEL_RETRY_INTERNAL,
+        static const uint32_t grpc[17] = {[1] = KEEL_RETRY_CANCELLED,
+                                          [4] = KEEL_RETRY_DEADLINE_EXCEEDED,
+                                          [8] = KEEL_RETRY_RESOURCE_EXHAUSTED,
+                                          [13] = KEEL_RETRY_INTERNAL,
                                           [14] = KEEL_RETRY_UNAVAILABLE};
         m |= grpc[code];
     }
@@ -1137,9 +1138,18 @@ void keel_stream_upstream_readable(struct keel_stream *st)
             st->req_mode = KEEL_BODY_UNTIL_CLOSE;
             st->req_done = false;
             st->replayable = false;
-        } else if (st->resp_h1.no_body || st->resp_h1.tunnel)
+        } else if (st->resp_h1.tunnel) {
+            /* a 101 nobody asked for (or a 2xx to a CONNECT keel never sends): the connection now carries
+             * something else, and HTTP/2 clients cannot even be told (RFC 9113 section 8.6) */
+            st->uc = NULL;
+            keel_upstream_release(uc, false);
+            keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, -1);
+            keel_stream_local_reply(st, 502, KEEL_RF(UPSTREAM_PROTOCOL_ERROR), "upstream_unexpected_upgrade",
+                                    "upstream switched protocols unasked", 35, NULL, 0);
+            return;
+        } else if (st->resp_h1.no_body) {
             st->resp_mode = KEEL_BODY_NONE;
-        else if (st->resp.chunked)
+        } else if (st->resp.chunked)
             st->resp_mode = KEEL_BODY_CHUNKED;
         else if (st->resp.has_content_length)
             st->resp_mode = st->resp.content_length ? KEEL_BODY_LENGTH : KEEL_BODY_NONE;

@@ -332,7 +332,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 static bool path_ok(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (p[i] <= 0x20 || p[i] == 0x7f)
+        if (p[i] <= 0x20 || p[i] >= 0x7f || p[i] == '#') /* RFC 3986: no fragment, no raw bytes past ASCII */
             return false;
     return n > 0;
 }
@@ -358,6 +358,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         } else if (keel_str_eq_c(n, ":scheme")) {
             r->scheme = copy;
         } else if (keel_str_eq_c(n, ":authority")) {
+            if (!keel_h1_authority_valid(v.p, v.n)) {
+                s->bad = 400; /* what the HTTP/1.1 parser answers to the same Host */
+                return 0;
+            }
             r->authority = copy;
         } else if (keel_str_eq_c(n, ":path")) {
             if (!path_ok(value, valuelen)) {
@@ -372,7 +376,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         return 0;
     }
     if (keel_str_eq_c(n, "host")) {
-        if (!r->authority.n)
+        if (!keel_h1_authority_valid(v.p, v.n))
+            s->bad = 400;
+        else if (!r->authority.n)
             r->authority = keel_stream_dup(st->arena, v);
         return 0;
     }
@@ -424,8 +430,8 @@ static void request_head_done(struct h2s *s, bool end_stream)
     }
     if (s->bad) {
         keel_stream_local_reply(st, s->bad, KEEL_RF(DOWNSTREAM_PROTOCOL_ERROR), "http2.invalid_header",
-                                s->bad == 431 ? "too many header fields" : "invalid :path", s->bad == 431 ? 22 : 13,
-                                NULL, 0);
+                                s->bad == 431 ? "too many header fields" : "invalid :path or :authority",
+                                s->bad == 431 ? 22 : 28, NULL, 0);
         return;
     }
     if (keel_str_eq_c(r->method, "CONNECT")) {
