@@ -55,11 +55,13 @@ struct h2conn {
     struct keel_defer free_d;
     struct keel_tls_conn *tls;
     nghttp2_session *ng;
-    struct keel_buf out; /* frames produced, not yet written */
-    struct h2s *streams; /* open streams (doubly linked) */
-    bool busy;           /* inside nghttp2 (recv or send): do not produce frames now */
-    bool again;          /* a flush was asked for while busy */
-    bool goaway;         /* draining: GOAWAY sent */
+    struct keel_buf out;       /* frames produced, not yet written */
+    struct h2s *streams;       /* open streams (doubly linked) */
+    struct keel_defer flush_d; /* a flush queued for the end of this loop iteration */
+    bool flush_queued;
+    bool busy;   /* inside nghttp2 (recv or send): do not produce frames now */
+    bool again;  /* a flush was asked for while busy */
+    bool goaway; /* draining: GOAWAY sent */
     bool closed;
 };
 
@@ -83,6 +85,7 @@ struct h2s {
 static void conn_close(struct h2conn *c);
 static void conn_flush(struct h2conn *c);
 static void on_idle(struct keel_loop *loop, struct keel_timer *t);
+static void flush_soon(struct h2conn *c);
 
 static inline struct h2s *h2s_of(const struct keel_stream *st)
 {
@@ -233,7 +236,7 @@ static void h2_end(struct keel_stream *st)
 
 static void h2_flush(struct keel_stream *st)
 {
-    conn_flush(h2s_of(st)->c);
+    flush_soon(h2s_of(st)->c);
 }
 
 static size_t h2_pending(const struct keel_stream *st)
@@ -273,8 +276,7 @@ static void h2_done(struct keel_stream *st)
         keel_buf_reset(&s->reqbody);
     }
     keel_stream_free(st);
-    if (!c->closed)
-        conn_flush(c);
+    flush_soon(c);
 }
 
 static void h2_shutdown(struct keel_downstream *ds, bool now)
@@ -604,6 +606,24 @@ static void conn_flush(struct h2conn *c)
         want |= KEEL_IO_WRITE;
     if (want != c->io.events)
         keel_io_modify(&c->io, want);
+}
+
+static void on_flush_soon(struct keel_loop *loop, struct keel_defer *d)
+{
+    (void)loop;
+    struct h2conn *c = d->data;
+    c->flush_queued = false;
+    conn_flush(c);
+}
+
+/* One flush at the end of the loop iteration for everything the streams of c did in it: the responses that
+ * complete together (upstream answers read in one epoll batch) go out in one write. */
+static void flush_soon(struct h2conn *c)
+{
+    if (c->closed || c->flush_queued)
+        return;
+    c->flush_queued = true;
+    keel_loop_defer(c->ds.pw->loop, &c->flush_d, on_flush_soon, c);
 }
 
 static void on_idle(struct keel_loop *loop, struct keel_timer *t)

@@ -222,6 +222,7 @@ struct keel_upconn {
     bool h2_wanted;                     /* waiting: the attempt speaks HTTP/2 */
     uint32_t requests;                  /* requests carried so far */
     uint32_t max_requests;              /* maxRequestsPerConnection of the current request's cluster; 0 = unlimited */
+    bool keepalive_set;                 /* SO_KEEPALIVE set (connectionPool.tcp.tcpKeepalive of a cluster it served) */
     uint64_t created_ms;                /* maxConnectionDuration */
     uint64_t idle_ms;                   /* pooled idle timeout */
     uint64_t max_age_ms;                /* 0 = unlimited */

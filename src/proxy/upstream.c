@@ -73,8 +73,9 @@ struct pick {
     const struct keel_upcluster *u; /* NULL: no policies (no states for this cluster) */
     const struct keel_endpoint *avoid;
     bool panic;
-    bool warming; /* some endpoint is in its warmup window */
-    int prio;     /* -1: every priority */
+    bool warming;  /* some endpoint is in its warmup window */
+    int prio;      /* -1: every priority */
+    int skip_prio; /* retryRemoteLocalities: the priority a retry leaves (Envoy's previous_priorities), or -1 */
     uint64_t now;
 };
 
@@ -158,6 +159,14 @@ static bool choose_priority(struct pick *x)
     if (u->n_prio <= 1) {
         x->prio = -1;
         return x->panic || all_healthy > 0;
+    }
+    if (x->skip_prio >= 0 && (unsigned)x->skip_prio < u->n_prio) {
+        /* a retry with retryRemoteLocalities goes elsewhere when elsewhere has a healthy endpoint */
+        uint32_t others = 0;
+        for (unsigned p = 0; p < u->n_prio; p++)
+            others += (int)p == x->skip_prio ? 0 : healthy[p];
+        if (others)
+            healthy[x->skip_prio] = 0;
     }
     uint32_t load[KEEL_LB_MAX_PRIORITIES];
     keel_lb_priority_load(healthy, total, u->n_prio, load);
@@ -244,14 +253,16 @@ static const struct keel_endpoint *by_hash(const struct pick *x, uint64_t h)
 }
 
 static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct keel_cluster *c,
-                                        const struct keel_endpoint *avoid, bool has_hash, uint64_t hash)
+                                        const struct keel_endpoint *avoid, bool has_hash, uint64_t hash, bool remote)
 {
     if (!c || c->n_endpoints == 0)
         return NULL;
-    struct pick x = {.pw = pw, .c = c, .avoid = avoid, .prio = -1, .now = keel_loop_now_ms(pw->loop)};
+    struct pick x = {.pw = pw, .c = c, .avoid = avoid, .prio = -1, .skip_prio = -1, .now = keel_loop_now_ms(pw->loop)};
     x.u = keel_upset_cluster(pw->upset, c);
     if (x.u && (x.u->c != c || !x.u->hosts))
         x.u = NULL; /* a stream of an older config generation: balanced without policies */
+    if (x.u && remote && avoid && avoid >= c->endpoints && avoid < c->endpoints + c->n_endpoints)
+        x.skip_prio = (int)x.u->prio[avoid - c->endpoints];
     if (!x.u && c->n_endpoints == 1)
         return &c->endpoints[0];
     if (x.u && !choose_priority(&x))
@@ -290,7 +301,7 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
 const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
                                                const struct keel_endpoint *avoid)
 {
-    return pick(pw, c, avoid, false, 0);
+    return pick(pw, c, avoid, false, 0, false);
 }
 
 /* The value of cookie `name` in the request's Cookie fields (quotes removed), or false. */
@@ -399,7 +410,8 @@ const struct keel_endpoint *keel_upstream_pick_request(struct keel_stream *st, c
 {
     uint64_t h = 0;
     bool has = c && (c->lb.policy == KEEL_LB_RING_HASH || c->lb.policy == KEEL_LB_MAGLEV) && request_hash(st, c, &h);
-    return pick(st->ds->pw, c, avoid, has, h);
+    bool remote = avoid && st->route && st->route->action->retry.previous_priorities; /* a retry, to elsewhere */
+    return pick(st->ds->pw, c, avoid, has, h, remote);
 }
 
 size_t keel_upstream_response_fields(const struct keel_stream *st, struct keel_http_header *h, size_t cap)
@@ -725,7 +737,7 @@ static struct keel_upconn *upconn_new(struct keel_pworker *pw, struct keel_strea
 
 /* Opens uc's socket (uc->key, TLS context, connect timeout already set) and counts the connection. Returns 0 or a
  * code, with nothing opened. */
-static int upconn_open(struct keel_upconn *uc, struct keel_upool *p, bool h2)
+static int upconn_open(struct keel_upconn *uc, struct keel_upool *p, bool h2, const struct keel_cluster *c)
 {
     struct keel_pworker *pw = uc->pw;
     struct keel_addr addr;
@@ -745,6 +757,11 @@ static int upconn_open(struct keel_upconn *uc, struct keel_upool *p, bool h2)
         return KEEL_ENOMEM;
     }
     keel_sock_set_nodelay(fd, true);
+    if (c && c->limits.tcp_keepalive) { /* DestinationRule connectionPool.tcp.tcpKeepalive, as tcp.c does */
+        keel_sock_set_keepalive(fd, (int)(c->limits.keepalive_time / 1000000000LL),
+                                (int)(c->limits.keepalive_interval / 1000000000LL), (int)c->limits.keepalive_probes);
+        uc->keepalive_set = true;
+    }
     keel_io_init(&uc->io, fd, on_io, uc);
     if (keel_io_start(pw->loop, &uc->io, KEEL_IO_WRITE | KEEL_IO_READ) != 0) {
         close(fd);
@@ -778,6 +795,12 @@ static void set_conn_limits(struct keel_upconn *uc, const struct keel_cluster *c
     if (l->max_connection_duration > 0 && !uc->max_age_ms)
         uc->max_age_ms = 1;
     uc->max_requests = l->max_requests_per_connection;
+    if (uc->fd >= 0 && l->tcp_keepalive && !uc->keepalive_set) {
+        /* a pooled connection another cluster opened (pools are per endpoint): this cluster's keepalive from now on */
+        keel_sock_set_keepalive(uc->fd, (int)(l->keepalive_time / 1000000000LL),
+                                (int)(l->keepalive_interval / 1000000000LL), (int)l->keepalive_probes);
+        uc->keepalive_set = true;
+    }
 }
 
 /* The states the attempt on uc counts in (a pooled connection may serve another cluster's request: pools are per
@@ -903,7 +926,7 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         *out = uc;
         return 0;
     }
-    int rc = upconn_open(uc, p, h2);
+    int rc = upconn_open(uc, p, h2, c);
     if (rc != 0) {
         if (rc != KEEL_ENOMEM && hs)
             keel_outlier_report_local(pw, c, cs, hs, KEEL_OUTCOME_CONNECT_FAILED);
@@ -967,7 +990,7 @@ static void pool_service(struct keel_loop *loop, struct keel_defer *d)
             atomic_load(&cs->cx) >= c->limits.max_connections && p->conns > 0)
             break; /* still at maxConnections: wait for the next release or close */
         wait_remove(p, w);
-        int rc = upconn_open(w, p, w->h2_wanted); /* opened in place: st->uc stays w */
+        int rc = upconn_open(w, p, w->h2_wanted, c); /* opened in place: st->uc stays w */
         if (rc != 0) {
             if (rc != KEEL_ENOMEM && w->hs)
                 keel_outlier_report_local(pw, c, cs, w->hs, KEEL_OUTCOME_CONNECT_FAILED);

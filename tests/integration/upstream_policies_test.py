@@ -14,7 +14,8 @@ A sidecar (`keel proxy sidecar`, two workers so that counting across workers is 
   upstream connection per request;
 - consistent hash: header (ring hash), query parameter (Maglev), cookie (generated, then sticky) and source IP;
 - locality: the proxy in us-east/a sends everything to its zone, fails over when its region's endpoints are
-  gone, and `distribute` splits traffic by locality.
+  gone, and `distribute` splits traffic by locality; retries stay in the zone unless retryRemoteLocalities;
+  tcpKeepalive arms keep-alive timers on pooled HTTP connections (/proc/net/tcp).
 
 Statistics over enough requests, never timings. Usage: tests/integration/upstream_policies_test.py --keel KEEL
 """
@@ -201,6 +202,24 @@ config += se("dist.test", LOC) + dr("dist.test", """loadBalancer:
     distribute:
     - from: us-east/a/*
       to: {"us-east/a/*": 75, "us-west/a/*": 25}""")
+# retryRemoteLocalities: a failing endpoint in the proxy's zone; the retry stays in the zone, or leaves it
+RETRY_EPS = [("127.0.0.1", BAD, "us-east/a"), ("127.0.0.1", H[0], "us-east/a"), ("127.0.0.1", H[1], "us-east/b")]
+for name, remote in (("remote", "true"), ("local", "false")):
+    config += se("%s.test" % name, RETRY_EPS) + dr("%s.test" % name, """outlierDetection: {consecutive5xxErrors: 1000,
+  interval: 10s, baseEjectionTime: 1s}
+loadBalancer: {simple: ROUND_ROBIN}
+connectionPool:
+  tcp: {tcpKeepalive: {time: 7s, interval: 3s, probes: 2}}""")
+    config += """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %s, namespace: default}
+spec:
+  hosts: [%s.test]
+  http:
+  - retries: {attempts: 1, retryOn: 5xx, retryRemoteLocalities: %s}
+    route: [{destination: {host: %s.test}}]
+---
+""" % (name, name, remote, name)
 config += """apiVersion: v1
 kind: ConfigMap
 metadata: {name: istio, namespace: istio-system}
@@ -339,6 +358,28 @@ try:
         seen.setdefault(src, set()).add(get("hashs.test", source=src)[1])
     check("source IP hash: each client address sticks", all(len(v) == 1 for v in seen.values()), seen)
     check("source IP hash: addresses spread", len(set().union(*seen.values())) >= 2, seen)
+
+    # ---- retryRemoteLocalities ----
+    got = [get("local.test") for _ in range(20)]
+    check("retries stay in the proxy's zone by default (the failing endpoint's retry goes to h1)",
+          all(s == 200 for s, n, _ in got) and {n for s, n, _ in got} == {"h1"}, [(s, n) for s, n, _ in got])
+    got = [get("remote.test") for _ in range(20)]
+    check("retryRemoteLocalities: retries leave the zone (some answered by h2 in us-east/b)",
+          all(s == 200 for s, n, _ in got) and "h2" in {n for s, n, _ in got} and
+          {n for s, n, _ in got} <= {"h1", "h2"}, [(s, n) for s, n, _ in got])
+
+    # ---- tcpKeepalive on pooled HTTP connections: /proc/net/tcp's timer field is 2 (keepalive) ----
+    def keepalive_timers(port):
+        out = []
+        with open("/proc/net/tcp") as f:
+            for ln in f.readlines()[1:]:
+                cols = ln.split()
+                if cols[2].endswith(":%04X" % port) and cols[3] == "01":
+                    out.append(cols[5].split(":")[0])
+        return out
+    timers = keepalive_timers(H[1])
+    check("tcpKeepalive: the proxy's pooled connections to the upstream have keep-alive timers",
+          "02" in timers, timers)
 
     # ---- locality ----
     dist = [get("dist.test")[1] for _ in range(200)]
