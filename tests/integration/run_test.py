@@ -7,7 +7,8 @@ every process becomes ready and the ports are printed; a request through the gat
 through frontend's sidecar, backend; a VirtualService change in the folder is applied by the proxies; an
 invalid file is refused with `keel validate`'s message while the last good config keeps serving; a killed app
 is restarted; SIGTERM leaves no process behind; a gateway port in use is reported naming it and who wanted
-it; an invalid folder starts nothing; bad flags exit 2.
+it; an invalid folder starts nothing; bad flags exit 2. Then the same chain with the backend as a Kubernetes
+Service + Deployment pair.
 
 Usage: tests/integration/run_test.py --keel build/debug/keel
 """
@@ -152,6 +153,113 @@ def clean(stderr):
     return not any(m in stderr for m in SANITIZER_MARKS)
 
 
+# The same mesh with backend as a Kubernetes Service + Deployment instead of a ServiceEntry + WorkloadEntry.
+K8S_BACKEND = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: demo}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {gw}, name: http, protocol: HTTP}}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: front, namespace: demo}}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{{destination: {{host: frontend.demo.svc.cluster.local, port: {{number: 9080}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: frontend, namespace: demo}}
+spec:
+  hosts: [frontend.demo.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: frontend}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: frontend
+  namespace: demo
+  annotations:
+    keel.dev/command: "keel sample-app --listen 127.0.0.1:$PORT --call http://backend.demo.svc.cluster.local:9080/"
+spec:
+  address: 127.0.0.1
+  labels: {{app: frontend, version: v1}}
+  ports: {{http: 9080}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: demo}}
+spec:
+  selector: {{app: backend}}
+  ports: [{{name: http, port: 9080, targetPort: 8080}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: backend, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: backend}}}}
+  template:
+    metadata:
+      labels: {{app: backend, version: v2}}
+      annotations:
+        keel.dev/command: "keel sample-app --listen 127.0.0.1:$PORT"
+    spec:
+      containers:
+      - name: backend
+        image: example/backend
+        ports: [{{containerPort: 8080}}]
+"""
+
+
+def k8s_pair(keel, tmp):
+    """keel run with a Kubernetes Service + Deployment: the chain works through both sidecars and SIGTERM stops
+    everything."""
+    cfg = os.path.join(tmp, "k8s")
+    os.makedirs(cfg)
+    gw = free_port()
+    write_atomic(os.path.join(cfg, "mesh.yaml"), K8S_BACKEND.format(gw=gw))
+    base = random.randrange(41000, 44500, 50)
+    state = os.path.join(tmp, "k8s-state")
+    out_path = os.path.join(tmp, "k8s-run.out")
+    out = open(out_path, "w")
+    proc = subprocess.Popen([keel, "run", cfg, "--base-port", str(base), "--state-dir", state], stdout=out,
+                            stderr=subprocess.STDOUT)
+    try:
+        text = wait_for(lambda: "all 5 processes ready" in open(out_path).read() and open(out_path).read(),
+                        time.time() + 60)
+        check("Service + Deployment: every process ready (the Deployment runs as a workload with its sidecar)",
+              text and "all 5 processes ready" in text, open(out_path).read()[-1500:])
+        st, body = get(gw, "/")
+        try:
+            tree = json.loads(body)
+        except ValueError:
+            tree = {}
+        calls = tree.get("calls", [{}])
+        check("Service + Deployment: gateway -> frontend -> backend (the Deployment's pod, version v2)",
+              st == 200 and calls[0].get("status") == 200 and calls[0].get("body", {}).get("name") == "backend" and
+              calls[0].get("body", {}).get("version") == "v2", (st, body[:400]))
+        kids = children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        check("Service + Deployment: SIGTERM stops everything", rc == 0 and not [k for k in kids if alive(k)],
+              (rc, kids))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
+        check_sanitizers(out_path)
+
+
 def main():
     keel = keel_arg()
     tmp = tempfile.mkdtemp(prefix="keel-run-test-")
@@ -275,6 +383,7 @@ def main():
         check("SIGTERM: no child process left behind", not left and len(kids) == 5, (left, kids))
         check("SIGTERM: effective config removed", not os.path.exists(os.path.join(state, "config")))
         proc = None
+        k8s_pair(keel, tmp)
     finally:
         if proc and proc.poll() is None:
             proc.kill()
