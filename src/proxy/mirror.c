@@ -15,7 +15,8 @@
  * answers it through shadow_ops, which discard everything.
  *
  * Ownership: a struct shadow owns its stream and a copy of the body; both
- * are freed when the exchange calls done(). Failure: a copy that cannot be
+ * are freed when the exchange calls done(). It is in the worker's list of
+ * client connections, so a shutdown ends a copy still in flight. Failure: a copy that cannot be
  * allocated is skipped; an unreachable mirror only costs its own attempt.
  */
 #include "proxy/stream.h"
@@ -27,8 +28,9 @@
 #include <string.h>
 
 struct shadow {
-    struct keel_downstream ds; /* first: the exchange's view of the stand-in client */
+    struct keel_downstream ds; /* first: the exchange's view of the stand-in client; linked in the worker's list */
     struct keel_buf body;      /* the request body to send */
+    struct keel_stream *st;    /* the copy's exchange */
 };
 
 static int shadow_head(struct keel_stream *st, int status, struct keel_str reason, const struct keel_http_header *h,
@@ -83,15 +85,18 @@ static void shadow_pump(struct keel_stream *st)
 static void shadow_done(struct keel_stream *st)
 {
     struct shadow *sh = (struct shadow *)st->ds;
+    keel_downstream_unlink(&sh->ds);
     keel_stream_free(st);
     keel_buf_free(&sh->body);
     free(sh);
 }
 
+/* The worker drains or stops: a copy still waiting for its answer is dropped (now), or left to finish (drain). */
 static void shadow_shutdown(struct keel_downstream *ds, bool now)
 {
-    (void)ds;
-    (void)now;
+    struct shadow *sh = (struct shadow *)ds;
+    if (now && sh->st && !sh->st->finished)
+        keel_stream_finish(sh->st); /* frees sh */
 }
 
 static const struct keel_ds_ops shadow_ops = {
@@ -145,6 +150,8 @@ static void send_copy(struct keel_stream *st, const struct keel_mirror *m)
         free(sh);
         return;
     }
+    sh->st = c;
+    keel_downstream_link(&sh->ds); /* so that a worker's shutdown ends it (keel_downstreams_shutdown) */
     keel_stream_copy_head(c, &st->req);
     c->req.authority = shadow_authority(c->arena, c->req.authority);
     c->req.has_content_length = st->replay.len > 0 || st->req.has_content_length;

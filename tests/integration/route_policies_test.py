@@ -20,6 +20,7 @@ Usage: tests/integration/route_policies_test.py --keel build/debug/keel
 import http.server
 import os
 import re
+import socket
 import sys
 import tempfile
 import threading
@@ -150,6 +151,10 @@ spec:
     match: [{{uri: {{prefix: /mirrordead}}}}]
     mirrors: [{{destination: {{host: dead.test}}}}]
     route: [{{destination: {{host: good.test}}}}]
+  - name: mirror-hang
+    match: [{{uri: {{prefix: /mirrorhang}}}}]
+    mirror: {{host: hang.test}}
+    route: [{{destination: {{host: good.test}}}}]
   - name: mirror-none
     match: [{{uri: {{prefix: /mirrornone}}}}]
     mirror: {{host: shadow.test}}
@@ -193,6 +198,16 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
+metadata: {{name: hang, namespace: istio-system}}
+spec:
+  hosts: [hang.test]
+  location: MESH_INTERNAL
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {hang}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
 metadata: {{name: dead, namespace: istio-system}}
 spec:
   hosts: [dead.test]
@@ -225,10 +240,13 @@ def main():
     bad, bport = serve(Upstream, make_handler("bad", seen))
     shadow, sport = serve(Upstream, make_handler("shadow", seen))
     gw, admin, dead = free_port(), free_port(), free_port()
+    hang = socket.socket()  # accepts (the kernel does) and never answers: mirror copies stay in flight
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)
     cfgdir = os.path.join(tmp, "config")
     os.makedirs(cfgdir)
     logpath = os.path.join(tmp, "access.log")
-    write_atomic(os.path.join(cfgdir, "mesh.yaml"), CONFIG.format(gw=gw, good=gport, bad=bport, shadow=sport, dead=dead,
+    write_atomic(os.path.join(cfgdir, "mesh.yaml"), CONFIG.format(gw=gw, good=gport, bad=bport, shadow=sport, dead=dead, hang=hang.getsockname()[1],
                                                                    log=logpath))
     proxy_log = open(os.path.join(tmp, "proxy.log"), "w")
     proc = start_proxy(keel, "router", cfgdir, admin, proxy_log, "--concurrency", "2")
@@ -325,6 +343,10 @@ def main():
             request(gw, "GET", "/mirrornone/%d" % i)
         time.sleep(0.2)  # give a (wrong) copy the time to arrive; the check is that none does
         check("mirrorPercentage 0 sends no copy", not shadow_seen(), shadow_seen()[:3])
+        codes = [request(gw, "GET", "/mirrorhang/%d" % i)[0].status for i in range(3)]
+        check("a mirror that never answers does not hold the real requests", codes == [200] * 3, codes)
+        # (the copies are still in flight when the proxy stops below: the sanitizer check of its log says
+        # whether the shutdown ended them cleanly)
 
         with open(logpath) as f:
             log = f.read()
@@ -341,6 +363,7 @@ def main():
         good.shutdown()
         bad.shutdown()
         shadow.shutdown()
+        hang.close()
         cleanup(tmp, [("proxy log", os.path.join(tmp, "proxy.log"), 40)])
     return summary()
 
