@@ -164,16 +164,21 @@ static int h2_head(struct keel_stream *st, int status, struct keel_str reason, c
     char code[KEEL_U64_STRLEN], clen[KEEL_U64_STRLEN];
     keel_u64_to_str((uint64_t)status, code);
     nv[m++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, strlen(code), NGHTTP2_NV_FLAG_NONE};
+    char names[8192]; /* lower-cased names (nghttp2 copies them); a name that does not fit goes to the arena */
+    size_t used = 0;
     for (size_t i = 0; i < n && m < cap; i++) {
         /* HTTP/2 field names are lower case; HTTP/1 upstreams may send any case */
-        char *name = keel_arena_strndup(st->arena, h[i].name.p, h[i].name.n);
+        size_t len = h[i].name.n;
+        char *name = used + len <= sizeof(names) ? names + used : keel_arena_alloc(st->arena, len + 1);
         if (!name)
             return KEEL_ENOMEM;
-        for (char *p = name; *p; p++)
-            if (*p >= 'A' && *p <= 'Z')
-                *p = (char)(*p - 'A' + 'a');
-        nv[m++] =
-            (nghttp2_nv){(uint8_t *)name, (uint8_t *)h[i].value.p, h[i].name.n, h[i].value.n, NGHTTP2_NV_FLAG_NONE};
+        if (name == names + used)
+            used += len;
+        for (size_t k = 0; k < len; k++) {
+            char c = h[i].name.p[k];
+            name[k] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        }
+        nv[m++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)h[i].value.p, len, h[i].value.n, NGHTTP2_NV_FLAG_NONE};
     }
     if (!st->local && st->resp.has_content_length && m < sizeof(nv) / sizeof(nv[0])) {
         keel_u64_to_str(st->resp.content_length, clen);
