@@ -181,9 +181,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pf_conn_end(&c, (flags & F_CLOSE) != 0);
     if (pf_verbose)
         fprintf(stderr, "proxy_conn_fuzz: %zu bytes from the proxy:\n%.*s\n", c.out_len, (int)c.out_len, c.out);
+    /* a connection that starts with the HTTP/2 preface is http2.c's (its output is frames: proxy_h2_fuzz checks
+     * those); only its closing is checked here */
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    bool h2 = len >= sizeof(preface) - 1 && memcmp(msg, preface, sizeof(preface) - 1) == 0;
     if (c.fd >= 0) {
         CHECK(c.eof);
-        check_responses(c.out, c.out_len, contains(msg, len, "HEAD"));
+        if (!h2)
+            check_responses(c.out, c.out_len, contains(msg, len, "HEAD"));
     }
     pf_conn_free(&c);
     return 0;
