@@ -263,16 +263,11 @@ static void on_exchange_done(struct keel_sample_exchange *ex, void *data)
 
 /* ---- request processing ----------------------------------------------------------------------------------------- */
 
+/* Drops n bytes of input; the head scan starts over on what is left. */
 static void consume(struct keel_sample_h1 *c, size_t n)
 {
     c->screened = 0;
-    if (n >= c->in.len) {
-        keel_buf_reset(&c->in);
-        return;
-    }
-    memmove(c->in.data, c->in.data + n, c->in.len - n);
-    c->in.len -= n;
-    c->in.data[c->in.len] = '\0';
+    keel_buf_consume(&c->in, n);
 }
 
 /* Skips buffered body bytes. Returns true when the body is done (or the connection closed on a framing error). */

@@ -33,3 +33,19 @@ const struct keel_str *keel_http_head_get(const struct keel_http_head *h, const 
             return &h->headers[i].value;
     return NULL;
 }
+
+bool keel_http_authority_split(struct keel_str a, struct keel_str *host, struct keel_str *port)
+{
+    for (size_t i = a.n; i > 0; i--) {
+        if (a.p[i - 1] == ':') {
+            *host = (struct keel_str){a.p, i - 1};
+            *port = (struct keel_str){a.p + i, a.n - i};
+            return true;
+        }
+        if (a.p[i - 1] == ']')
+            break;
+    }
+    *host = a;
+    *port = (struct keel_str){a.p + a.n, 0};
+    return false;
+}

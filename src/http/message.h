@@ -54,6 +54,11 @@ struct keel_http_head {
     bool expect_continue;    /* Expect: 100-continue */
 };
 
+/* Splits an authority ("host", "host:port", "[v6]:port") at its port separator, the last ':' not inside
+ * brackets: *host is what comes before it (brackets kept), *port what follows (maybe empty or not a number).
+ * Returns whether there was a separator; without one *host is all of a and *port empty. */
+bool keel_http_authority_split(struct keel_str a, struct keel_str *host, struct keel_str *port);
+
 /* Value of the first header named `name` (case-insensitive), or NULL. */
 const struct keel_str *keel_http_head_get(const struct keel_http_head *h, const char *name);
 

@@ -498,16 +498,11 @@ static void handle(struct admin_conn *c, const struct keel_http_head *req)
 
 /* ---- request processing ----------------------------------------------------------------------------------------- */
 
+/* Drops n bytes of input; the head scan starts over on what is left. */
 static void consume(struct admin_conn *c, size_t n)
 {
     c->screened = 0;
-    if (n >= c->in.len) {
-        keel_buf_reset(&c->in);
-        return;
-    }
-    memmove(c->in.data, c->in.data + n, c->in.len - n);
-    c->in.len -= n;
-    c->in.data[c->in.len] = '\0';
+    keel_buf_consume(&c->in, n);
 }
 
 /* Skips buffered request-body bytes. Returns true when the body is done (or on a framing error, which closes). */

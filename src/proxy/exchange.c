@@ -261,17 +261,10 @@ static const struct keel_route_table *route_table_for(struct keel_stream *st, ui
     }
     /* outbound, and the inbound address itself: the authority's port (default 80) picks the table */
     uint32_t p = 80;
-    struct keel_str a = st->req.authority;
-    for (size_t i = a.n; i > 0; i--) {
-        if (a.p[i - 1] == ':') {
-            uint64_t v;
-            if (keel_str_to_u64((struct keel_str){a.p + i, a.n - i}, 65535, &v) == 0)
-                p = (uint32_t)v;
-            break;
-        }
-        if (a.p[i - 1] == ']')
-            break;
-    }
+    struct keel_str host, ps;
+    uint64_t v;
+    if (keel_http_authority_split(st->req.authority, &host, &ps) && keel_str_to_u64(ps, 65535, &v) == 0)
+        p = (uint32_t)v;
     if (ds->role == KEEL_PL_INBOUND) {
         /* an inbound port's listener names its port, else the authority's port names a workload or service
          * port; the table is `inbound|<port>||` (docs/proxy.md "Inbound") */
@@ -294,17 +287,9 @@ static void do_redirect(struct keel_stream *st, const struct keel_redirect *rd)
     if (!rd->scheme && st->req.scheme.n)
         snprintf(scheme_buf, sizeof(scheme_buf), "%.*s", (int)st->req.scheme.n, st->req.scheme.p), scheme = scheme_buf;
     /* the request's authority; its port is dropped only when the redirect sets one */
-    struct keel_str host = st->req.authority;
-    if (rd->port) {
-        for (size_t i = host.n; i > 0; i--) {
-            if (host.p[i - 1] == ':') {
-                host.n = i - 1;
-                break;
-            }
-            if (host.p[i - 1] == ']')
-                break;
-        }
-    }
+    struct keel_str host = st->req.authority, ps;
+    if (rd->port)
+        keel_http_authority_split(st->req.authority, &host, &ps);
     char port[16] = "";
     if (rd->port && !(rd->strip_default_port &&
                       ((rd->port == 80 && !strcmp(scheme, "http")) || (rd->port == 443 && !strcmp(scheme, "https")))))
@@ -487,26 +472,16 @@ void keel_stream_start(struct keel_stream *st)
 /* The request's authority as an endpoint when it is an IP address (PassthroughCluster), else NULL. */
 static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
 {
-    struct keel_str a = st->req.authority;
+    struct keel_str a = st->req.authority, hs, ps;
     char host[128];
     uint32_t port = 80;
-    size_t hn = a.n;
-    if (a.n && a.p[0] == '[') {
-        const char *rb = memchr(a.p, ']', a.n);
-        if (!rb)
-            return NULL;
-        hn = (size_t)(rb - a.p) + 1;
-    } else {
-        const char *colon = memchr(a.p, ':', a.n);
-        if (colon)
-            hn = (size_t)(colon - a.p);
-    }
-    if (hn < a.n && a.p[hn] == ':') {
+    if (keel_http_authority_split(a, &hs, &ps)) {
         uint64_t v;
-        if (keel_str_to_u64((struct keel_str){a.p + hn + 1, a.n - hn - 1}, 65535, &v) != 0 || v == 0)
+        if (keel_str_to_u64(ps, 65535, &v) != 0 || v == 0)
             return NULL;
         port = (uint32_t)v;
     }
+    size_t hn = hs.n;
     if (hn == 0 || hn >= sizeof(host))
         return NULL;
     memcpy(host, a.p, hn);

@@ -179,20 +179,14 @@ static void conn_upgrade_h2(struct keel_hconn *dc)
  * answers). */
 static bool conn_connect(struct keel_hconn *dc, const struct keel_http_head *head, size_t used)
 {
-    struct keel_str a = head->authority;
-    const char *colon = NULL;
-    for (size_t i = a.n; i > 0; i--)
-        if (a.p[i - 1] == ':') {
-            colon = a.p + i - 1;
-            break;
-        }
+    struct keel_str hs, ps;
     uint64_t port;
-    if (!colon || keel_str_to_u64((struct keel_str){colon + 1, (size_t)(a.p + a.n - colon - 1)}, 65535, &port) != 0 ||
+    if (!keel_http_authority_split(head->authority, &hs, &ps) || keel_str_to_u64(ps, 65535, &port) != 0 ||
         !dc->ds.pw->snap || !keel_snapshot_tcp_table(dc->ds.pw->snap, (uint32_t)port))
         return false;
     char ip[KEEL_ADDR_STRLEN] = "";
-    size_t hn = (size_t)(colon - a.p);
-    const char *hp = a.p;
+    size_t hn = hs.n;
+    const char *hp = hs.p;
     if (hn >= 2 && hp[0] == '[' && hp[hn - 1] == ']') {
         hp++;
         hn -= 2;

@@ -114,15 +114,9 @@ static const struct keel_ds_ops shadow_ops = {
 /* "host[:port]" -> "host-shadow[:port]" in a's memory. */
 static struct keel_str shadow_authority(struct keel_arena *a, struct keel_str in)
 {
-    size_t host = in.n;
-    for (size_t i = in.n; i > 0; i--) {
-        if (in.p[i - 1] == ':') {
-            host = i - 1;
-            break;
-        }
-        if (in.p[i - 1] == ']')
-            break;
-    }
+    struct keel_str hs, ps;
+    keel_http_authority_split(in, &hs, &ps);
+    size_t host = hs.n;
     char *out = keel_arena_alloc(a, in.n + 8);
     if (!out)
         return in;

@@ -1381,9 +1381,31 @@ static void test_head_get(void **state)
     assert_null(keel_http_head_get(&H, ""));
 }
 
+/* message.c: the authority's port separator is the last ':' outside brackets. */
+static void test_authority_split(void **state)
+{
+    (void)state;
+    struct keel_str h, p;
+    assert_true(keel_http_authority_split(keel_str_c("reviews:9080"), &h, &p));
+    assert_str(h, "reviews");
+    assert_str(p, "9080");
+    assert_false(keel_http_authority_split(keel_str_c("reviews"), &h, &p));
+    assert_str(h, "reviews");
+    assert_str(p, "");
+    assert_true(keel_http_authority_split(keel_str_c("[::1]:443"), &h, &p));
+    assert_str(h, "[::1]");
+    assert_str(p, "443");
+    assert_false(keel_http_authority_split(keel_str_c("[::1]"), &h, &p));
+    assert_str(h, "[::1]");
+    assert_true(keel_http_authority_split(keel_str_c("host:"), &h, &p));
+    assert_str(h, "host");
+    assert_str(p, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_authority_split),
         cmocka_unit_test(test_simple_get),
         cmocka_unit_test(test_realistic_request),
         cmocka_unit_test(test_short_form_matches_ex),
