@@ -235,9 +235,11 @@ struct keel_upconn {
 const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
                                                const struct keel_endpoint *avoid);
 /* The same for a request: consistent-hash policies hash its header, cookie, query parameter or source IP (a cookie
- * generated for it goes to st->set_cookie, for the response head). */
+ * generated for it goes to st->set_cookie, for the response head). `last` is the endpoint of the previous attempt
+ * (NULL on the first): a retry avoids it unless the route's retryIgnorePreviousHosts is false, and leaves its
+ * locality priority with retryRemoteLocalities. */
 const struct keel_endpoint *keel_upstream_pick_request(struct keel_stream *st, const struct keel_cluster *c,
-                                                       const struct keel_endpoint *avoid);
+                                                       const struct keel_endpoint *last);
 /* Outlier detection hears the response status of the attempt on st->uc (any code: success resets the counts). */
 void keel_upstream_report_status(struct keel_stream *st, int status);
 /* The attempt on st->uc timed out (the route's timeout): a local-origin failure for outlier detection. */

@@ -253,7 +253,8 @@ static const struct keel_endpoint *by_hash(const struct pick *x, uint64_t h)
 }
 
 static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct keel_cluster *c,
-                                        const struct keel_endpoint *avoid, bool has_hash, uint64_t hash, bool remote)
+                                        const struct keel_endpoint *avoid, bool has_hash, uint64_t hash,
+                                        const struct keel_endpoint *leave_prio_of)
 {
     if (!c || c->n_endpoints == 0)
         return NULL;
@@ -261,8 +262,8 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
     x.u = keel_upset_cluster(pw->upset, c);
     if (x.u && (x.u->c != c || !x.u->hosts))
         x.u = NULL; /* a stream of an older config generation: balanced without policies */
-    if (x.u && remote && avoid && avoid >= c->endpoints && avoid < c->endpoints + c->n_endpoints)
-        x.skip_prio = (int)x.u->prio[avoid - c->endpoints];
+    if (x.u && leave_prio_of && leave_prio_of >= c->endpoints && leave_prio_of < c->endpoints + c->n_endpoints)
+        x.skip_prio = (int)x.u->prio[leave_prio_of - c->endpoints];
     if (!x.u && c->n_endpoints == 1)
         return &c->endpoints[0];
     if (x.u && !choose_priority(&x))
@@ -301,7 +302,7 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
 const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
                                                const struct keel_endpoint *avoid)
 {
-    return pick(pw, c, avoid, false, 0, false);
+    return pick(pw, c, avoid, false, 0, NULL);
 }
 
 /* The value of cookie `name` in the request's Cookie fields (quotes removed), or false. */
@@ -406,12 +407,16 @@ static bool request_hash(struct keel_stream *st, const struct keel_cluster *c, u
 }
 
 const struct keel_endpoint *keel_upstream_pick_request(struct keel_stream *st, const struct keel_cluster *c,
-                                                       const struct keel_endpoint *avoid)
+                                                       const struct keel_endpoint *last)
 {
     uint64_t h = 0;
     bool has = c && (c->lb.policy == KEEL_LB_RING_HASH || c->lb.policy == KEEL_LB_MAGLEV) && request_hash(st, c, &h);
-    bool remote = avoid && st->route && st->route->action->retry.previous_priorities; /* a retry, to elsewhere */
-    return pick(st->ds->pw, c, avoid, has, h, remote);
+    const struct keel_retry_policy *rp = st->route ? &st->route->action->retry : NULL;
+    /* Envoy's retry predicates as Istio sets them: previous_hosts unless retryIgnorePreviousHosts is false (or the
+     * route hashes), previous_priorities with retryRemoteLocalities */
+    const struct keel_endpoint *avoid = last && (!rp || rp->previous_hosts) ? last : NULL;
+    const struct keel_endpoint *leave = last && rp && rp->previous_priorities ? last : NULL;
+    return pick(st->ds->pw, c, avoid, has, h, leave);
 }
 
 size_t keel_upstream_response_fields(const struct keel_stream *st, struct keel_http_header *h, size_t cap)

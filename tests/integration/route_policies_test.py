@@ -111,6 +111,11 @@ spec:
     match: [{{uri: {{prefix: /pair}}}}]
     retries: {{attempts: 2, retryOn: 5xx}}
     route: [{{destination: {{host: pair.test}}}}]
+  - name: same-host-again
+    match: [{{uri: {{prefix: /samepair}}}}]
+    retries: {{attempts: 1, retryOn: 5xx, retryIgnorePreviousHosts: false}}
+    rewrite: {{uri: /pair}}
+    route: [{{destination: {{host: pair-random.test}}}}]
   - name: gateway-error
     match: [{{uri: {{prefix: /always500}}}}]
     retries: {{attempts: 3, retryOn: gateway-error}}
@@ -223,6 +228,25 @@ spec:
   host: pair.test
   trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN}}}}
 ---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: pair-random, namespace: istio-system}}
+spec:
+  hosts: [pair-random.test]
+  location: MESH_INTERNAL
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {good}}}}}
+  - {{address: 127.0.0.1, ports: {{http: {bad}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: pair-random, namespace: istio-system}}
+spec:
+  host: pair-random.test
+  trafficPolicy: {{loadBalancer: {{simple: RANDOM}}}}
+---
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: istio, namespace: istio-system}}
@@ -261,6 +285,13 @@ def main():
         check("retries avoid the failing endpoint: 40 of 40 answered 200", codes.count(200) == 40, codes)
         check("...and the failing endpoint was tried (it is in the rotation)",
               any(e[0] == "bad" for e in seen), len(seen))
+        # retryIgnorePreviousHosts: false drops Envoy's previous_hosts predicate: a retry may land on the endpoint
+        # that just failed. With two endpoints picked at random (RANDOM), one failing, about a quarter of the
+        # requests fail both attempts (P(no failure in 60) = 0.75^60, about 3e-8).
+        del seen[:]
+        codes = [request(gw, "GET", "/samepair/%d" % i)[0].status for i in range(60)]
+        check("retryIgnorePreviousHosts: false lets a retry go back to the failing endpoint (some 503s)",
+              codes.count(503) > 0 and codes.count(200) > 0, codes)
         del seen[:]
         r, _ = request(gw, "GET", "/always500")
         check("gateway-error does not retry a 500", r.status == 500 and
