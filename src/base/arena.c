@@ -51,6 +51,24 @@ void keel_arena_free(struct keel_arena *a)
     free(a);
 }
 
+void keel_arena_reset(struct keel_arena *a)
+{
+    struct chunk *keep = NULL;
+    for (struct chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        if (!keep && c->size == a->chunk_size)
+            keep = c;
+        else
+            free(c);
+    }
+    if (keep) {
+        keep->next = NULL;
+        keep->used = 0;
+    }
+    a->head = keep;
+    a->used = 0;
+}
+
 static struct chunk *chunk_new(size_t size)
 {
     if (size > SIZE_MAX - sizeof(struct chunk))

@@ -23,6 +23,9 @@ struct keel_arena *keel_arena_new(size_t chunk_size);
 
 /* Frees every allocation made from the arena, and the arena. NULL is a no-op. */
 void keel_arena_free(struct keel_arena *a);
+/* Frees every allocation made from the arena but keeps one chunk of its chunk size (when it has one) for the next
+ * allocations: an arena used once per request is reset and reused instead of freed and made again. */
+void keel_arena_reset(struct keel_arena *a);
 
 /* n zeroed bytes, 16-byte aligned; NULL on OOM (or n overflow). */
 void *keel_arena_alloc(struct keel_arena *a, size_t n);

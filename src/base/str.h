@@ -18,6 +18,8 @@ struct keel_str {
 
 /* Slice of a NUL-terminated string (NULL gives the empty slice). */
 struct keel_str keel_str_c(const char *s);
+/* Slice of a string literal, its length counted by the compiler (no strlen at run time). */
+#define KEEL_STR_LIT(lit) ((struct keel_str){"" lit, sizeof(lit) - 1})
 
 bool keel_str_eq(struct keel_str a, struct keel_str b);
 bool keel_str_eq_c(struct keel_str a, const char *b);

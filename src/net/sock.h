@@ -115,7 +115,7 @@ int keel_sock_original_dst(int fd, struct keel_addr *out);
 int keel_sock_local_addr(int fd, struct keel_addr *out);
 int keel_sock_peer_addr(int fd, struct keel_addr *out);
 
-/* Reads up to len bytes. Returns the count (> 0; 0 only when len is 0), KEEL_EAGAIN, KEEL_ECLOSED (EOF or reset)
+/* Reads up to len bytes from a socket (recv). Returns the count (> 0; 0 only when len is 0), KEEL_EAGAIN, KEEL_ECLOSED (EOF or reset)
  * or KEEL_EIO. */
 ssize_t keel_sock_read(int fd, void *buf, size_t len);
 

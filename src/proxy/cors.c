@@ -62,7 +62,7 @@ size_t keel_cors_preflight_fields(const struct keel_cors *c, const struct keel_h
     if (c->max_age)
         ADD("access-control-max-age", keel_str_c(c->max_age));
     if (c->has_allow_credentials && c->allow_credentials)
-        ADD("access-control-allow-credentials", keel_str_c("true"));
+        ADD("access-control-allow-credentials", KEEL_STR_LIT("true"));
     return k;
 }
 
@@ -72,7 +72,7 @@ size_t keel_cors_response_fields(const struct keel_cors *c, const struct keel_ht
     size_t k = 0;
     ADD("access-control-allow-origin", *origin_of(req));
     if (c->has_allow_credentials && c->allow_credentials)
-        ADD("access-control-allow-credentials", keel_str_c("true"));
+        ADD("access-control-allow-credentials", KEEL_STR_LIT("true"));
     if (c->expose_headers)
         ADD("access-control-expose-headers", keel_str_c(c->expose_headers));
     return k;

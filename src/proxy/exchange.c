@@ -81,11 +81,10 @@ static void copy_response_head(struct keel_stream *st)
 
 /* A zeroed stream, except the two 128-slot header arrays (8 KiB that nheaders already bounds): zeroing them
  * on every request was the biggest single cost of a stream. */
-static struct keel_stream *stream_alloc(void)
+/* Clears a stream for a new exchange, except its two header arrays (8 KiB each: entries are written before they
+ * are counted, so they need no zeroing). */
+static void stream_clear(struct keel_stream *st)
 {
-    struct keel_stream *st = malloc(sizeof(*st));
-    if (!st)
-        return NULL;
     char *p = (char *)st;
     const size_t arr = sizeof(st->req.headers);
     size_t req_h = offsetof(struct keel_stream, req) + offsetof(struct keel_http_head, headers);
@@ -93,21 +92,61 @@ static struct keel_stream *stream_alloc(void)
     memset(p, 0, req_h);
     memset(p + req_h + arr, 0, resp_h - (req_h + arr));
     memset(p + resp_h + arr, 0, sizeof(*st) - (resp_h + arr));
+}
+
+/* Under AddressSanitizer ended streams are freed, not cached, so that a use after the end is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STREAM_CACHE_MAX 0u
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STREAM_CACHE_MAX 0u
+#endif
+#endif
+#ifndef STREAM_CACHE_MAX
+#define STREAM_CACHE_MAX KEEL_PROXY_STREAM_CACHE
+#endif
+
+/* A cleared stream with an empty arena: from the worker's cache (the memory is warm: no page faults, no malloc
+ * of 21 KiB per request), else new. NULL when out of memory. */
+static struct keel_stream *stream_take(struct keel_pworker *pw)
+{
+    struct keel_stream *st = pw->stream_cache;
+    struct keel_arena *a;
+    if (st) {
+        pw->stream_cache = st->cache_next;
+        pw->n_stream_cache--;
+        a = st->arena;
+    } else {
+        st = malloc(sizeof(*st));
+        a = st ? keel_arena_new(4096) : NULL;
+        if (!a) {
+            free(st);
+            return NULL;
+        }
+    }
+    stream_clear(st);
+    st->arena = a;
     return st;
+}
+
+void keel_stream_cache_free(struct keel_pworker *pw)
+{
+    for (struct keel_stream *st = pw->stream_cache, *next; st; st = next) {
+        next = st->cache_next;
+        keel_arena_free(st->arena);
+        free(st);
+    }
+    pw->stream_cache = NULL;
+    pw->n_stream_cache = 0;
 }
 
 struct keel_stream *keel_stream_new(struct keel_downstream *ds)
 {
     struct keel_pworker *pw = ds->pw;
-    struct keel_stream *st = stream_alloc();
-    struct keel_arena *a = st ? keel_arena_new(4096) : NULL;
-    if (!st || !a) {
-        free(st);
-        keel_arena_free(a);
+    struct keel_stream *st = stream_take(pw);
+    if (!st)
         return NULL;
-    }
     st->ds = ds;
-    st->arena = a;
     st->snap = keel_snapshot_ref(pw->snap);
     st->start_ms = keel_loop_now_ms(pw->loop);
     struct timespec ts;
@@ -135,6 +174,14 @@ void keel_stream_free(struct keel_stream *st)
     keel_timer_stop(&st->try_timer);
     keel_buf_free(&st->replay);
     keel_snapshot_unref(st->snap);
+    struct keel_pworker *pw = st->ds->pw;
+    if (pw->n_stream_cache < STREAM_CACHE_MAX) {
+        keel_arena_reset(st->arena);
+        st->cache_next = pw->stream_cache;
+        pw->stream_cache = st;
+        pw->n_stream_cache++;
+        return;
+    }
     keel_arena_free(st->arena);
     free(st);
 }
@@ -201,19 +248,19 @@ void keel_stream_local_reply(struct keel_stream *st, int status, uint32_t flag, 
     keel_u64_to_str(body_len, len);
     bool typed = false; /* an extra field may bring its own content-type (a gRPC answer) */
     for (size_t i = 0; i < n_extra; i++)
-        typed = typed || keel_str_caseeq(extra[i].name, keel_str_c("content-type"));
+        typed = typed || keel_str_caseeq(extra[i].name, KEEL_STR_LIT("content-type"));
     if (!bodiless) {
-        h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(len)};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("content-length"), keel_str_c(len)};
         if (!typed)
-            h[n++] = (struct keel_http_header){keel_str_c("content-type"), keel_str_c("text/plain")};
+            h[n++] = (struct keel_http_header){KEEL_STR_LIT("content-type"), KEEL_STR_LIT("text/plain")};
     }
     for (size_t i = 0; i < n_extra && n < 11; i++)
         h[n++] = extra[i];
-    h[n++] = (struct keel_http_header){keel_str_c("server"), keel_str_c("keel")};
+    h[n++] = (struct keel_http_header){KEEL_STR_LIT("server"), KEEL_STR_LIT("keel")};
     const struct keel_ds_ops *ops = st->ds->ops;
     st->resp_mode = bodiless || keel_str_eq_c(st->req.method, "HEAD") ? KEEL_BODY_NONE : KEEL_BODY_LENGTH;
     st->resp_started = true;
-    if (ops->head(st, status, keel_str_c(""), h, n) == 0 && st->resp_mode == KEEL_BODY_LENGTH && body_len) {
+    if (ops->head(st, status, KEEL_STR_LIT(""), h, n) == 0 && st->resp_mode == KEEL_BODY_LENGTH && body_len) {
         ops->body(st, body, body_len, body, body_len);
         st->bytes_sent += body_len;
     }
@@ -306,7 +353,7 @@ static void do_redirect(struct keel_stream *st, const struct keel_redirect *rd)
     else
         snprintf(loc + n, sizeof(loc) - (size_t)n, "%.*s%s%.*s", (int)st->req.path.n, st->req.path.p,
                  st->req.query.n ? "?" : "", (int)st->req.query.n, st->req.query.p);
-    struct keel_http_header h = {keel_str_c("location"), keel_str_c(loc)};
+    struct keel_http_header h = {KEEL_STR_LIT("location"), keel_str_c(loc)};
     keel_stream_local_reply(st, rd->code ? rd->code : 301, 0, "via_route_redirect", "", 0, &h, 1);
 }
 
@@ -317,9 +364,9 @@ static void fault_abort(struct keel_stream *st)
         /* a gRPC abort: 200 with the status in the head (a trailers-only response) */
         char code[KEEL_U64_STRLEN];
         keel_u64_to_str((uint64_t)f->abort_grpc_status, code);
-        struct keel_http_header h[] = {{keel_str_c("content-type"), keel_str_c("application/grpc")},
-                                       {keel_str_c("grpc-status"), keel_str_c(code)},
-                                       {keel_str_c("grpc-message"), keel_str_c("fault filter abort")}};
+        struct keel_http_header h[] = {{KEEL_STR_LIT("content-type"), KEEL_STR_LIT("application/grpc")},
+                                       {KEEL_STR_LIT("grpc-status"), keel_str_c(code)},
+                                       {KEEL_STR_LIT("grpc-message"), KEEL_STR_LIT("fault filter abort")}};
         keel_stream_local_reply(st, 200, KEEL_RF(FAULT_INJECTED), "fault_filter_abort", "", 0, h, 3);
         return;
     }
@@ -375,7 +422,7 @@ static void stream_route(struct keel_stream *st)
          * through to the address asked for; block_all: 502), as in every table's "*" host */
         size_t n = 0;
         const struct keel_route_table *const *all = keel_snapshot_route_tables(st->snap, &n);
-        const struct keel_vhost *vh = n ? keel_route_vhost(all[0], keel_str_c("*")) : NULL;
+        const struct keel_vhost *vh = n ? keel_route_vhost(all[0], KEEL_STR_LIT("*")) : NULL;
         if (vh && vh->n_routes)
             st->route = vh->routes[vh->n_routes - 1];
     }
@@ -458,7 +505,7 @@ void keel_stream_start(struct keel_stream *st)
         /* generated once here, so the access log and the upstream see the same id */
         char *id = keel_arena_xalloc(st->arena, 37);
         make_request_id(pw, id);
-        st->req.headers[st->req.nheaders++] = (struct keel_http_header){keel_str_c("x-request-id"), {id, 36}};
+        st->req.headers[st->req.nheaders++] = (struct keel_http_header){KEEL_STR_LIT("x-request-id"), {id, 36}};
     }
     if (st->req_mode == KEEL_BODY_CHUNKED)
         keel_h1_chunked_init(&st->req_ch);
@@ -682,15 +729,17 @@ void keel_stream_dispatch(struct keel_stream *st)
 
 /* ---- request head to the upstream ------------------------------------------------------------------------------ */
 
-static bool hop_by_hop(struct keel_str name, const struct keel_http_head *h)
+/* Is a field hop-by-hop (RFC 9110 7.6.1: never forwarded)? conn is the message's Connection value (or NULL):
+ * the fields it names are hop-by-hop too. Host is listed as it is sent separately (Host or :authority). */
+static bool hop_by_hop(struct keel_str name, const struct keel_str *conn)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-                                      "upgrade",    "host",       "trailer"};
+    static const struct keel_str hop[] = {KEEL_STR_LIT("connection"), KEEL_STR_LIT("keep-alive"),
+                                          KEEL_STR_LIT("proxy-connection"), KEEL_STR_LIT("transfer-encoding"),
+                                          KEEL_STR_LIT("te"), KEEL_STR_LIT("upgrade"), KEEL_STR_LIT("host"),
+                                          KEEL_STR_LIT("trailer")};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (keel_str_caseeq(name, keel_str_c(hop[i])))
+        if (keel_str_caseeq(name, hop[i]))
             return true;
-    /* fields named by Connection are hop-by-hop too */
-    const struct keel_str *conn = keel_http_head_get(h, "connection");
     if (conn) {
         const char *p = conn->p, *end = conn->p + conn->n;
         while (p < end) {
@@ -745,25 +794,26 @@ static size_t request_fields(struct keel_stream *st, struct keel_http_header *h,
     const struct keel_route_dest *dest = stream_dest(st);
     size_t n = 0;
     const char *host_rw = dest && dest->host_rewrite ? dest->host_rewrite : a->host_rewrite;
-    h[n++] = (struct keel_http_header){keel_str_c("host"), host_rw ? keel_str_c(host_rw) : st->req.authority};
+    h[n++] = (struct keel_http_header){KEEL_STR_LIT("host"), host_rw ? keel_str_c(host_rw) : st->req.authority};
     bool have_xfp = false;
     const struct keel_str *xff = NULL;
     /* the caller's proxy counts attempts (Istio sets it on outbound and gateway routes); an inbound sidecar
      * passes its count on */
     bool count_attempts = ds->role != KEEL_PL_INBOUND;
+    const struct keel_str *conn = keel_http_head_get(&st->req, "connection");
     for (size_t i = 0; i < st->req.nheaders && n < cap - 8; i++) {
         struct keel_str name = st->req.headers[i].name;
-        if (hop_by_hop(name, &st->req) || keel_str_caseeq(name, keel_str_c("content-length")) ||
-            (count_attempts && keel_str_caseeq(name, keel_str_c("x-envoy-attempt-count"))))
+        if (hop_by_hop(name, conn) || keel_str_caseeq(name, KEEL_STR_LIT("content-length")) ||
+            (count_attempts && keel_str_caseeq(name, KEEL_STR_LIT("x-envoy-attempt-count"))))
             continue;
         if (op_removes(&a->headers.request, name) || (dest && op_removes(&dest->headers.request, name)))
             continue;
-        if (keel_str_caseeq(name, keel_str_c("x-forwarded-for"))) {
+        if (keel_str_caseeq(name, KEEL_STR_LIT("x-forwarded-for"))) {
             xff = &st->req.headers[i].value;
             if (ds->role == KEEL_PL_GATEWAY)
                 continue; /* re-added below with the peer appended */
         }
-        if (keel_str_caseeq(name, keel_str_c("x-forwarded-proto")))
+        if (keel_str_caseeq(name, KEEL_STR_LIT("x-forwarded-proto")))
             have_xfp = true;
         h[n++] = st->req.headers[i];
     }
@@ -771,22 +821,22 @@ static size_t request_fields(struct keel_stream *st, struct keel_http_header *h,
     char *attempts = bufs, *xff_buf = bufs + KEEL_U64_STRLEN;
     size_t xff_len = bufs_len - KEEL_U64_STRLEN;
     if (!have_xfp)
-        h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-proto"), keel_str_c(ds->tls ? "https" : "http")};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-forwarded-proto"), keel_str_c(ds->tls ? "https" : "http")};
     if (ds->role == KEEL_PL_GATEWAY) {
         if (xff)
             snprintf(xff_buf, xff_len, "%.*s, %s", (int)xff->n, xff->p, ds->peer_ip);
         else
             snprintf(xff_buf, xff_len, "%s", ds->peer_ip);
-        h[n++] = (struct keel_http_header){keel_str_c("x-forwarded-for"), keel_str_c(xff_buf)};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-forwarded-for"), keel_str_c(xff_buf)};
     }
     if (count_attempts) {
         keel_u64_to_str(st->attempts, attempts);
-        h[n++] = (struct keel_http_header){keel_str_c("x-envoy-attempt-count"), keel_str_c(attempts)};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-envoy-attempt-count"), keel_str_c(attempts)};
     }
     const struct keel_str *up = st->upgrade ? keel_http_head_get(&st->req, "upgrade") : NULL;
     if (up) { /* hop-by-hop, but the upgrade is asked of the upstream too (Envoy's upgrade_configs) */
-        h[n++] = (struct keel_http_header){keel_str_c("connection"), keel_str_c("upgrade")};
-        h[n++] = (struct keel_http_header){keel_str_c("upgrade"), *up};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("connection"), KEEL_STR_LIT("upgrade")};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("upgrade"), *up};
     }
     apply_ops(&a->headers.request, h, &n, cap - 2);
     if (dest)
@@ -808,17 +858,17 @@ static int send_request_head(struct keel_stream *st)
     up.query = st->req.query;
     if (st->req.has_content_length) {
         keel_u64_to_str(st->req.content_length, clen);
-        h[n++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(clen)};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("content-length"), keel_str_c(clen)};
     }
     if (st->up_h2) {
         /* gRPC needs "te: trailers" end to end; any other te is hop-by-hop */
         const struct keel_str *te = keel_http_head_get(&st->req, "te");
-        if (te && keel_str_caseeq(*te, keel_str_c("trailers")))
-            h[n++] = (struct keel_http_header){keel_str_c("te"), keel_str_c("trailers")};
+        if (te && keel_str_caseeq(*te, KEEL_STR_LIT("trailers")))
+            h[n++] = (struct keel_http_header){KEEL_STR_LIT("te"), KEEL_STR_LIT("trailers")};
         return keel_uph2_request(st->uc, &up, h, n, st->req_mode != KEEL_BODY_NONE);
     }
     if (st->req_mode == KEEL_BODY_CHUNKED && !st->req.has_content_length)
-        h[n++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("transfer-encoding"), KEEL_STR_LIT("chunked")};
     return keel_h1_write_request_head(&st->uc->out, &up, h, n);
 }
 
@@ -967,12 +1017,13 @@ static int send_response_head(struct keel_stream *st)
     size_t n = 0, cap = sizeof(h) / sizeof(h[0]);
     /* a bodiless answer (to HEAD, 304) keeps the Content-Length it announces; otherwise the codec frames */
     bool keep_length = st->resp_h1.no_body && st->resp.status >= 200 && st->resp.status != 204;
+    const struct keel_str *conn = keel_http_head_get(&st->resp, "connection");
     for (size_t i = 0; i < st->resp.nheaders && n < cap - 6; i++) {
         struct keel_str name = st->resp.headers[i].name;
-        bool tunnel_field = st->tunnel && (keel_str_caseeq(name, keel_str_c("connection")) ||
-                                           keel_str_caseeq(name, keel_str_c("upgrade")));
-        if ((hop_by_hop(name, &st->resp) && !tunnel_field) ||
-            (!keep_length && keel_str_caseeq(name, keel_str_c("content-length"))))
+        bool tunnel_field = st->tunnel && (keel_str_caseeq(name, KEEL_STR_LIT("connection")) ||
+                                           keel_str_caseeq(name, KEEL_STR_LIT("upgrade")));
+        if ((hop_by_hop(name, conn) && !tunnel_field) ||
+            (!keep_length && keel_str_caseeq(name, KEEL_STR_LIT("content-length"))))
             continue;
         if (op_removes(&a->headers.response, name) || (dest && op_removes(&dest->headers.response, name)))
             continue;
@@ -980,7 +1031,7 @@ static int send_response_head(struct keel_stream *st)
     }
     char ust[KEEL_U64_STRLEN];
     keel_u64_to_str(st->upstream_service_ms > 0 ? (uint64_t)st->upstream_service_ms : 0, ust);
-    h[n++] = (struct keel_http_header){keel_str_c("x-envoy-upstream-service-time"), keel_str_c(ust)};
+    h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-envoy-upstream-service-time"), keel_str_c(ust)};
     if (st->cors_decorate)
         n += keel_cors_response_fields(a->cors, &st->req, h + n, cap - n);
     apply_ops(&a->headers.response, h, &n, cap);

@@ -242,14 +242,14 @@ static int h1_head(struct keel_stream *st, int status, struct keel_str reason, c
         dc->ds.closing = true; /* and the connection ends with the tunnel */
     } else if (!st->local) {
         if (st->resp_mode == KEEL_BODY_CHUNKED) {
-            all[m++] = (struct keel_http_header){keel_str_c("transfer-encoding"), keel_str_c("chunked")};
+            all[m++] = (struct keel_http_header){KEEL_STR_LIT("transfer-encoding"), KEEL_STR_LIT("chunked")};
         } else if (st->resp.has_content_length) {
             keel_u64_to_str(st->resp.content_length, clen);
-            all[m++] = (struct keel_http_header){keel_str_c("content-length"), keel_str_c(clen)};
+            all[m++] = (struct keel_http_header){KEEL_STR_LIT("content-length"), keel_str_c(clen)};
         }
     }
     if (!keep) {
-        all[m++] = (struct keel_http_header){keel_str_c("connection"), keel_str_c("close")};
+        all[m++] = (struct keel_http_header){KEEL_STR_LIT("connection"), KEEL_STR_LIT("close")};
         dc->ds.closing = true;
     }
     struct keel_http_head out = {.version = KEEL_HTTP_11, .status = status, .reason = reason};
@@ -415,7 +415,7 @@ static void stream_start(struct keel_hconn *dc, const struct keel_http_head *hea
         return;
     if (head->upgrade) {
         const struct keel_str *up = keel_http_head_get(&st->req, "upgrade");
-        if (keel_str_eq_c(head->method, "CONNECT") || !up || !keel_str_caseeq(*up, keel_str_c("websocket"))) {
+        if (keel_str_eq_c(head->method, "CONNECT") || !up || !keel_str_caseeq(*up, KEEL_STR_LIT("websocket"))) {
             /* CONNECT tunnels and upgrades other than WebSocket are not in this build yet */
             dc->ds.closing = true;
             keel_stream_local_reply(st, 501, 0, "upgrade_not_supported", "", 0, NULL, 0);
@@ -464,7 +464,7 @@ static void conn_process(struct keel_hconn *dc)
     if (rc != 0) {
         keel_stats_add(dc->ds.pw->stats, KEEL_STAT_DOWNSTREAM_CX_PROTOCOL_ERROR, 1);
         /* answer the rejection from a stream of its own, so it is logged and counted */
-        struct keel_http_head bad = {.version = KEEL_HTTP_11, .method = keel_str_c("-"), .path = keel_str_c("-")};
+        struct keel_http_head bad = {.version = KEEL_HTTP_11, .method = KEEL_STR_LIT("-"), .path = KEEL_STR_LIT("-")};
         dc->ds.closing = true;
         keel_buf_reset(&dc->in);
         stream_start(dc, &bad, 0, false);

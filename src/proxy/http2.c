@@ -378,7 +378,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
             r->target = copy;
             const char *q = memchr(copy.p, '?', copy.n);
             r->path = (struct keel_str){copy.p, q ? (size_t)(q - copy.p) : copy.n};
-            r->query = q ? (struct keel_str){q + 1, copy.n - (size_t)(q - copy.p) - 1} : keel_str_c("");
+            r->query = q ? (struct keel_str){q + 1, copy.n - (size_t)(q - copy.p) - 1} : KEEL_STR_LIT("");
         }
         return 0;
     }

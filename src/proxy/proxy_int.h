@@ -57,6 +57,7 @@ struct keel_uph2;
 #define KEEL_PROXY_IDLE_MS (3600u * 1000u)  /* downstream idle, Envoy's 1 h */
 #define KEEL_PROXY_UP_IDLE_MS (55u * 1000u) /* pooled upstream connection idle */
 #define KEEL_PROXY_REPLAY_MAX (64u << 10)   /* request bytes kept to replay on a stale pooled connection */
+#define KEEL_PROXY_STREAM_CACHE 128u        /* freed streams a worker keeps for reuse (about 21 KiB each) */
 
 enum keel_listener_role {
     KEEL_PL_GATEWAY,      /* a Gateway server port: route tables from its chains */
@@ -116,6 +117,8 @@ struct keel_pworker {
     struct keel_buf logline;             /* access-log rendering */
     struct keel_tconn *tcp;              /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
     struct keel_downstream *downstreams; /* open HTTP client connections (http1.c, http2.c) */
+    struct keel_stream *stream_cache;    /* freed streams kept with their arena for the next ones (exchange.c) */
+    unsigned n_stream_cache;
 };
 
 /* ---- runtime.c (read from workers) ---------------------------------------------------------------------------- */
@@ -177,6 +180,8 @@ void keel_http2_accept(const struct keel_downstream *ds, int fd, struct keel_tls
 /* Every open HTTP client connection of the worker: now=false ends idle ones and asks busy ones to end after
  * their requests (drain); now=true closes them all (shutdown). */
 void keel_downstreams_shutdown(struct keel_pworker *pw, bool now);
+/* Frees the worker's cache of ended streams (pw->stream_cache; worker shutdown). */
+void keel_stream_cache_free(struct keel_pworker *pw);
 
 /* Called by upstream.c as the upstream connection progresses. */
 void keel_stream_upstream_ready(struct keel_stream *st); /* connected (or reused): send the request */

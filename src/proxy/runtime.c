@@ -820,6 +820,7 @@ static void worker_fini(struct keel_worker *w, void *data)
     keel_upset_unref(pw->upset);
     pw->upset = NULL;
     keel_buf_free(&pw->logline);
+    keel_stream_cache_free(pw);
 }
 
 static void worker_drain(struct keel_worker *w, void *data)

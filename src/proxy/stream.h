@@ -83,6 +83,7 @@ struct keel_downstream {
 
 struct keel_stream {
     struct keel_downstream *ds;
+    struct keel_stream *cache_next; /* in the worker's stream cache (pw->stream_cache) once freed */
     void *codec; /* the codec's per-stream state (http2.c), or NULL */
     struct keel_snapshot *snap;
     struct keel_arena *arena;
@@ -146,6 +147,9 @@ struct keel_stream {
 
 /* A new stream on ds (counted as an active request), or NULL when out of memory. */
 struct keel_stream *keel_stream_new(struct keel_downstream *ds);
+/* Ends a stream: its timers, snapshot reference and buffers are released; the stream and its (reset) arena go to
+ * the worker's cache of KEEL_PROXY_STREAM_CACHE streams, or are freed when it is full. st->ds must still be alive.
+ * NULL is a no-op. */
 void keel_stream_free(struct keel_stream *st);
 /* Copies a parsed head into the stream's arena as st->req. */
 void keel_stream_copy_head(struct keel_stream *st, const struct keel_http_head *src);

@@ -310,7 +310,7 @@ static bool find_cookie(const struct keel_http_head *h, const char *name, struct
 {
     size_t nlen = strlen(name);
     for (size_t i = 0; i < h->nheaders; i++) {
-        if (!keel_str_caseeq(h->headers[i].name, keel_str_c("cookie")))
+        if (!keel_str_caseeq(h->headers[i].name, KEEL_STR_LIT("cookie")))
             continue;
         const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.n;
         while (p < end) {
@@ -423,7 +423,7 @@ size_t keel_upstream_response_fields(const struct keel_stream *st, struct keel_h
 {
     if (!st->set_cookie || cap == 0)
         return 0;
-    h[0] = (struct keel_http_header){keel_str_c("set-cookie"), keel_str_c(st->set_cookie)};
+    h[0] = (struct keel_http_header){KEEL_STR_LIT("set-cookie"), keel_str_c(st->set_cookie)};
     return 1;
 }
 
