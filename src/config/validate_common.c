@@ -1279,6 +1279,27 @@ void keel_vcheck_workload_selector(struct keel_vctx *v, const struct keel_obj *o
         keel_vwarn(v, o, field, "workload selector specified without labels");
 }
 
+void keel_vcheck_env_names(struct keel_vctx *v, const struct keel_obj *o, const char *field,
+                           const struct keel_kv_str *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *k = kv[i].key ? kv[i].key : "";
+        const char *bad = NULL;
+        if (!*k)
+            bad = "an empty name";
+        for (const char *c = k; *c && !bad; c++)
+            if (*c == '=')
+                bad = "'=' in the name";
+            else if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+                bad = "a character outside printable ASCII in the name";
+        if (bad)
+            keel_verr_key(v, o, field, k,
+                          "environment variable \"%.100s\": %s; Kubernetes would refuse the istio-proxy container "
+                          "(a name is printable ASCII other than '=')",
+                          k, bad);
+    }
+}
+
 /* validateOneOfSelectorType + the CRD rule "only one of targetRefs or selector can be set". */
 static void check_one_selector_type(struct keel_vctx *v, const char *prefix, const struct keel_obj *spec,
                                     bool has_selector, bool has_ref, bool has_refs)

@@ -143,6 +143,14 @@ void keel_vcheck_annotations(struct keel_vctx *v, const char *dry_run_action);
 void keel_vcheck_workload_selector(struct keel_vctx *v, const struct keel_obj *o, const char *field,
                                    const struct keel_workload_selector *sel);
 
+/* Names of the proxy's environment variables (ProxyConfig `environmentVariables`, MeshConfig
+ * `defaultConfig.proxyMetadata`): istiod's webhook does not check them, but they become environment
+ * variables of the istio-proxy container, and Kubernetes refuses a container whose variable name is empty or
+ * holds '=' or a character outside printable ASCII (KEP-4369); keel run and keel proxy put them in a process's
+ * environment. Each bad name is an error at its key in the map `field` of o. */
+void keel_vcheck_env_names(struct keel_vctx *v, const struct keel_obj *o, const char *field,
+                           const struct keel_kv_str *kv, size_t n);
+
 /* validateOneOfSelectorType, validateWorkloadSelector and
  * validatePolicyTargetReference(s) for a policy's spec: at most one of
  * selector / targetRef / targetRefs (also the CRD rule), then each reference

@@ -264,6 +264,7 @@ static void check_default_config(struct keel_vctx *v, const struct keel_mesh_def
         else
             check_proxy_address(v, o, "discoveryAddress", d->discovery_address, "invalid discovery address:");
     }
+    keel_vcheck_env_names(v, o, "proxyMetadata", d->proxy_metadata, d->n_proxy_metadata);
     if (d->tracing)
         check_default_tracing(v, d->tracing, ns);
     if (!empty(d->statsd_udp_address)) {

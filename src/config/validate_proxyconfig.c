@@ -6,6 +6,11 @@
  * empty selector is a warning) and the concurrency floor. The schema also
  * bounds concurrency at 0; istiod's own wording is reported as well because
  * that is the message users of `istioctl validate` know.
+ *
+ * environmentVariables: values are bounded by the schema (2048 characters);
+ * istiod does not check the names, but they become the proxy container's
+ * environment, so a name Kubernetes would refuse (empty, '=', not printable
+ * ASCII) is an error here (keel_vcheck_env_names).
  */
 #include "config/validate.h"
 
@@ -17,4 +22,5 @@ void keel_validate_proxy_config(struct keel_vctx *v, const struct keel_proxy_con
     keel_vcheck_workload_selector(v, o, "selector", s->selector);
     if (keel_obj_has(o, "concurrency") && s->concurrency < 0)
         keel_verr(v, o, "concurrency", "concurrency must be greater than or equal to 0");
+    keel_vcheck_env_names(v, o, "environmentVariables", s->environment_variables, s->n_environment_variables);
 }

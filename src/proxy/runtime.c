@@ -26,7 +26,13 @@
  * /config_dump; its concurrency sets the worker count at start when
  * --concurrency is not given. Workers are not added or removed live: a
  * changed concurrency is logged and reported as restartPending, as Envoy
- * needs a restart for it too.
+ * needs a restart for it too. Its environmentVariables are put in this
+ * process's environment (setenv) once, after the first load and before any
+ * worker thread exists (the DNS resolver, set up before, starts no thread);
+ * the ISTIO_META_* variables of the environment then are the node metadata
+ * (as pilot-agent's bootstrap reads them). A later change of the variables is
+ * logged and reported as restartPending too: as in Istio, they are the proxy
+ * container's environment and a change needs a restart.
  *
  * Shutdown: SIGTERM/SIGINT (or POST /quitquitquit) closes every listener,
  * lets in-flight requests finish for up to the drain time, then stops the
@@ -59,6 +65,9 @@
 #include <unistd.h>
 
 #define DEBOUNCE_MS 100
+#define ISTIO_META_PREFIX "ISTIO_META_"
+
+extern char **environ;
 
 struct keel_runtime {
     struct keel_proxy_options opt;
@@ -99,6 +108,13 @@ struct keel_runtime {
     struct keel_proxyconfig pc;
     struct keel_arena *pc_arena;
     char workers_from[160]; /* what set the worker count at start (a copy: pc_arena changes at every reload) */
+    /* set once at start (apply_env), main thread: the ProxyConfig environment variables this process set (sorted
+     * by name) and the node metadata (ISTIO_META_* of the environment then, prefix removed, sorted) */
+    struct keel_arena *env_arena;
+    struct keel_proxyconfig_env *env_applied;
+    size_t n_env_applied;
+    struct keel_kv_str *node_meta;
+    size_t n_node_meta;
     /* upstream states shared by the workers (outlier.c), and the proxy's locality (docs/proxy.md) */
     struct keel_upstates *upstates;
     struct keel_upset *upset;
@@ -463,6 +479,88 @@ static unsigned workers_for(int64_t concurrency)
     return cpus > 0 ? (unsigned)cpus : 1u;
 }
 
+/* The environment variables whose value differs between the ones this process set at start and pc (added,
+ * removed or changed), comma-separated into out (may be NULL); returns how many. Both lists are sorted by name. */
+static size_t env_changes(const struct keel_runtime *rt, const struct keel_proxyconfig *pc, char *out, size_t n)
+{
+    size_t i = 0, j = 0, count = 0, len = 0;
+    if (out && n)
+        out[0] = '\0';
+    while (i < rt->n_env_applied || j < pc->n_env) {
+        const char *name;
+        int c = i == rt->n_env_applied ? 1 : j == pc->n_env ? -1 : strcmp(rt->env_applied[i].key, pc->env[j].key);
+        if (c < 0) {
+            name = rt->env_applied[i++].key;
+        } else if (c > 0) {
+            name = pc->env[j++].key;
+        } else {
+            bool same = strcmp(rt->env_applied[i].value, pc->env[j].value) == 0;
+            name = pc->env[j].key;
+            i++, j++;
+            if (same)
+                continue;
+        }
+        if (out && len < n) {
+            int w = snprintf(out + len, n - len, "%s%s", count ? ", " : "", name);
+            len += w > 0 ? (size_t)w : 0;
+        }
+        count++;
+    }
+    return count;
+}
+
+static int cmp_kv_key(const void *x, const void *y)
+{
+    return strcmp(((const struct keel_kv_str *)x)->key, ((const struct keel_kv_str *)y)->key);
+}
+
+/* ProxyConfig environmentVariables into this process's environment; then the node metadata from the environment,
+ * as pilot-agent's bootstrap reads it (ISTIO_META_FOO=v -> FOO: "v"). Main thread, once, before any other thread
+ * exists: setenv is not safe while other threads read the environment. */
+static void apply_env(struct keel_runtime *rt)
+{
+    const struct keel_proxyconfig *pc = &rt->pc;
+    struct keel_arena *a = rt->env_arena;
+    rt->env_applied = keel_arena_xalloc(a, (pc->n_env + 1) * sizeof(*rt->env_applied));
+    struct keel_buf names;
+    keel_buf_init(&names, 1 << 16);
+    for (size_t i = 0; i < pc->n_env; i++) {
+        const struct keel_proxyconfig_env *e = &pc->env[i];
+        if (setenv(e->key, e->value, 1) != 0) { /* validation refuses names setenv refuses: only ENOMEM here */
+            keel_log(KEEL_LOG_WARN, "environment variable %s (%s) not set: %s", e->key, e->from, strerror(errno));
+            continue;
+        }
+        rt->env_applied[rt->n_env_applied++] = (struct keel_proxyconfig_env){
+            keel_arena_strdup(a, e->key), keel_arena_strdup(a, e->value), keel_arena_strdup(a, e->from)};
+        keel_buf_printf(&names, "%s%s", names.len ? ", " : "", e->key);
+    }
+    if (rt->n_env_applied)
+        keel_log(KEEL_LOG_INFO, "environment: %zu variable%s set from ProxyConfig: %s", rt->n_env_applied,
+                 rt->n_env_applied == 1 ? "" : "s", keel_buf_cstr(&names));
+    keel_buf_free(&names);
+    size_t n = 0, cap = 0;
+    for (char **ep = environ; ep && *ep; ep++) {
+        const char *eq = strchr(*ep, '=');
+        size_t plen = strlen(ISTIO_META_PREFIX);
+        if (!eq || strncmp(*ep, ISTIO_META_PREFIX, plen) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            struct keel_kv_str *nv = keel_arena_xalloc(a, cap * sizeof(*nv));
+            if (n)
+                memcpy(nv, rt->node_meta, n * sizeof(*nv));
+            rt->node_meta = nv;
+        }
+        char *key = keel_arena_xalloc(a, (size_t)(eq - *ep) - plen + 1);
+        memcpy(key, *ep + plen, (size_t)(eq - *ep) - plen);
+        key[(size_t)(eq - *ep) - plen] = '\0';
+        rt->node_meta[n++] = (struct keel_kv_str){key, keel_arena_strdup(a, eq + 1)};
+    }
+    if (n)
+        qsort(rt->node_meta, n, sizeof(*rt->node_meta), cmp_kv_key);
+    rt->n_node_meta = n;
+}
+
 /* Reads the config folder; publishes it when valid. Returns 0, or KEEL_EINVALID_CONFIG (kept the last good). */
 static int load_config(struct keel_runtime *rt, bool first)
 {
@@ -536,6 +634,12 @@ static int load_config(struct keel_runtime *rt, bool first)
                  "%s sets concurrency %lld; this proxy keeps its %u worker%s until it is restarted (ProxyConfig is "
                  "applied at start, as in Istio)",
                  pc.concurrency_from, (long long)pc.concurrency, rt->npw, rt->npw == 1 ? "" : "s");
+    char changed[512];
+    if (!first && env_changes(rt, &pc, changed, sizeof(changed)))
+        keel_log(KEEL_LOG_WARN,
+                 "ProxyConfig environmentVariables changed (%s); this proxy keeps the environment it started with "
+                 "until it is restarted (ProxyConfig is applied at start, as in Istio)",
+                 changed);
     struct keel_arena *old_pc_arena = rt->pc_arena;
     rt->pc = pc;
     rt->pc_arena = pc_arena;
@@ -659,9 +763,13 @@ static void proxyconfig_json(const struct keel_runtime *rt, struct keel_buf *out
         keel_buf_json_str(out, pc->concurrency_from);
     else
         keel_buf_puts(out, "null");
-    bool pending = !rt->opt.concurrency && pc->has_concurrency && workers_for(pc->concurrency) != rt->npw;
-    keel_buf_printf(out, ", \"appliedAt\": \"start\", \"restartPending\": %s, \"environmentVariables\": {",
-                    pending ? "true" : "false");
+    bool workers_pending = !rt->opt.concurrency && pc->has_concurrency && workers_for(pc->concurrency) != rt->npw;
+    bool env_pending = env_changes(rt, pc, NULL, 0) > 0;
+    keel_buf_printf(out,
+                    ", \"appliedAt\": \"start\", \"restartPending\": %s, \"restartPendingFor\": [%s%s%s], "
+                    "\"environmentVariables\": {",
+                    workers_pending || env_pending ? "true" : "false", workers_pending ? "\"concurrency\"" : "",
+                    workers_pending && env_pending ? "," : "", env_pending ? "\"environmentVariables\"" : "");
     for (size_t i = 0; i < pc->n_env; i++) {
         if (i)
             keel_buf_putc(out, ',');
@@ -671,6 +779,14 @@ static void proxyconfig_json(const struct keel_runtime *rt, struct keel_buf *out
         keel_buf_puts(out, ", \"from\": ");
         keel_buf_json_str(out, pc->env[i].from);
         keel_buf_putc(out, '}');
+    }
+    keel_buf_puts(out, "}, \"environmentVariablesApplied\": {");
+    for (size_t i = 0; i < rt->n_env_applied; i++) {
+        if (i)
+            keel_buf_putc(out, ',');
+        keel_buf_json_str(out, rt->env_applied[i].key);
+        keel_buf_puts(out, ": ");
+        keel_buf_json_str(out, rt->env_applied[i].value);
     }
     keel_buf_puts(out, "}, \"imageType\": ");
     if (pc->image_type)
@@ -709,6 +825,16 @@ static int adm_config_dump(void *ctx, struct keel_buf *out)
         return drc;
     keel_buf_puts(out, ", \"proxyConfig\": ");
     proxyconfig_json(rt, out);
+    /* the node metadata this proxy started with (ISTIO_META_* of its environment, as in Istio's bootstrap) */
+    keel_buf_puts(out, ", \"node\": {\"metadata\": {");
+    for (size_t i = 0; i < rt->n_node_meta; i++) {
+        if (i)
+            keel_buf_putc(out, ',');
+        keel_buf_json_str(out, rt->node_meta[i].key);
+        keel_buf_puts(out, ": ");
+        keel_buf_json_str(out, rt->node_meta[i].value);
+    }
+    keel_buf_puts(out, "}}");
     keel_buf_puts(out, ", \"snapshot\": ");
     if (rt->snap) {
         int rc = keel_snapshot_dump_json(rt->snap, out);
@@ -896,11 +1022,12 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     if (!rt->opt.admin_addr)
         rt->opt.admin_addr = "127.0.0.1:15000";
     rt->id_arena = keel_arena_new(4096);
+    rt->env_arena = keel_arena_new(1024);
     rt->started_unix = (int64_t)time(NULL);
     rt->ino = -1;
     rt->sigfd = -1;
     rt->loop = keel_loop_new();
-    if (!rt->loop || !rt->id_arena) {
+    if (!rt->loop || !rt->id_arena || !rt->env_arena) {
         keel_log(KEEL_LOG_ERROR, "out of memory");
         return 1;
     }
@@ -938,6 +1065,7 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     /* a workload named on the command line must exist in the config */
     if (load_config(rt, true) == KEEL_ENOTFOUND)
         return 1;
+    apply_env(rt); /* before keel_workers_start: no other thread yet */
     /* --concurrency, else the effective ProxyConfig's (0 = every CPU), else every CPU */
     unsigned n = rt->opt.concurrency;
     const char *from = "--concurrency";
@@ -1052,6 +1180,7 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     keel_loop_free(rt->loop);
     keel_arena_free(rt->id_arena);
     keel_arena_free(rt->pc_arena);
+    keel_arena_free(rt->env_arena);
     free(rt->last_error);
     free(rt);
     return code;

@@ -16,6 +16,7 @@
 #include "base/str.h"
 #include "config/load.h"
 #include "config/node.h"
+#include "config/proxyconfig.h"
 #include "config/resource.h"
 #include "config/selector.h"
 #include "config/store.h"
@@ -290,6 +291,20 @@ static void splice_int(struct builder *b, const struct keel_node *n, unsigned v)
                                 .text = keel_arena_printf(b->plan->arena, "%u", v)};
 }
 
+/* The proxy's environment: its effective ProxyConfig environmentVariables (the proxy resolves the same at start). */
+static void proxy_env(struct builder *b, struct keel_run_proc *p, const struct keel_kv_str *labels, size_t n_labels)
+{
+    const char *root_ns = keel_store_mesh_defaults(b->store)->root_ns;
+    const struct keel_resource *mcm = keel_store_get(b->store, KEEL_KIND_CONFIG_MAP, root_ns, "istio");
+    struct keel_proxyconfig pc;
+    keel_proxyconfig_resolve(b->store, mcm ? mcm->mesh : NULL, p->ns, labels, n_labels, b->plan->arena, &pc);
+    struct keel_run_env *env = keel_arena_xalloc(b->plan->arena, (pc.n_env + 1) * sizeof(*env));
+    for (size_t i = 0; i < pc.n_env; i++)
+        env[i] = (struct keel_run_env){pc.env[i].key, pc.env[i].value};
+    p->env = env;
+    p->n_env = pc.n_env;
+}
+
 static struct keel_run_proc *new_proc(struct builder *b, enum keel_run_role role, const char *name, const char *ns)
 {
     struct keel_run_proc *p = keel_arena_vec_push(b->plan->arena, &b->procs, sizeof(*p));
@@ -304,6 +319,8 @@ static struct keel_run_proc *new_proc(struct builder *b, enum keel_run_role role
 
 struct router_group {
     const char *sel, *name, *ns;
+    const struct keel_kv_str *labels; /* the selector */
+    size_t n_labels;
     struct keel_buf ports;
 };
 
@@ -337,6 +354,8 @@ static void plan_gateways(struct builder *b)
             groups[ng].sel = sel;
             groups[ng].name = short_name;
             groups[ng].ns = r->ns;
+            groups[ng].labels = g->selector;
+            groups[ng].n_labels = g->n_selector;
             keel_buf_init(&groups[ng].ports, 1 << 16);
             ng++;
         }
@@ -393,6 +412,7 @@ static void plan_gateways(struct builder *b)
     for (size_t gi = 0; gi < ng; gi++) {
         struct keel_run_proc *p = new_proc(b, KEEL_RUN_ROUTER, groups[gi].name, groups[gi].ns);
         p->labels = groups[gi].sel;
+        proxy_env(b, p, groups[gi].labels, groups[gi].n_labels);
         char key[600];
         snprintf(key, sizeof(key), "router:%s:admin", p->labels);
         p->admin = alloc_or_fail(b, key, NULL);
@@ -581,6 +601,7 @@ static void plan_workload(struct builder *b, const struct workload *w, const cha
     if (sidecar) {
         struct keel_run_proc *p = new_proc(b, KEEL_RUN_SIDECAR, display, w->ns);
         p->workload = keel_arena_printf(a, "%s.%s", w->name, w->ns);
+        proxy_env(b, p, w->labels, w->n_labels);
         snprintf(key, sizeof(key), "sidecar:%s/%s:admin", w->ns, w->name);
         admin = p->admin = alloc_or_fail(b, key, w->r);
         snprintf(key, sizeof(key), "sidecar:%s/%s:outbound", w->ns, w->name);

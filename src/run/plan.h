@@ -22,6 +22,11 @@
  * server ports that had to move are spliced in place. The user's files stay ordinary Istio YAML with
  * their real port numbers.
  *
+ * Proxies (routers and sidecars) carry their effective ProxyConfig `environmentVariables` (config/proxyconfig.h,
+ * for the proxy's namespace and labels): keel run puts them in the proxy's environment at exec, as Istio's
+ * injection puts them in the istio-proxy container; the app does not get them. They are not part of the key: as in
+ * Istio, a change applies when the proxy restarts, not by restarting it.
+ *
  * Memory: a plan owns one arena (keel_run_plan_free). Not thread-safe.
  */
 #ifndef KEEL_RUN_PLAN_H
@@ -58,6 +63,11 @@ enum keel_run_role {
     KEEL_RUN_APP,
 };
 
+/* A proxy environment variable (ProxyConfig environmentVariables, names checked by validation). */
+struct keel_run_env {
+    const char *name, *value;
+};
+
 struct keel_run_app_port {
     const char *name;  /* service port name ("http") */
     unsigned original; /* the port the user's YAML gives the endpoint */
@@ -79,6 +89,8 @@ struct keel_run_proc {
     size_t n_app_ports;
     bool has_sidecar; /* app: its sidecar exists (http_proxy points at outbound) */
     unsigned outbound_of_sidecar;
+    const struct keel_run_env *env; /* proxies: ProxyConfig environmentVariables, sorted by name */
+    size_t n_env;
     const char *ports; /* for people: "admin 20000, outbound 20001" */
     const char *key;   /* identity across reloads: a different key means stop the old, start the new */
 };

@@ -305,6 +305,26 @@ static char *adup(struct keel_arena *a, const char *s)
     return s ? keel_arena_strdup(a, s) : NULL;
 }
 
+/* The proxy environment of p into c (c's arena): the one its next start gets. */
+static void copy_env(struct child *c, const struct keel_run_proc *p)
+{
+    struct keel_run_env *env = keel_arena_xalloc(c->a, (p->n_env + 1) * sizeof(*env));
+    for (size_t i = 0; i < p->n_env; i++)
+        env[i] = (struct keel_run_env){adup(c->a, p->env[i].name), adup(c->a, p->env[i].value)};
+    c->p.env = env;
+    c->p.n_env = p->n_env;
+}
+
+static bool same_env(const struct keel_run_proc *x, const struct keel_run_proc *y)
+{
+    if (x->n_env != y->n_env)
+        return false;
+    for (size_t i = 0; i < x->n_env; i++)
+        if (strcmp(x->env[i].name, y->env[i].name) != 0 || strcmp(x->env[i].value, y->env[i].value) != 0)
+            return false;
+    return true;
+}
+
 static struct child *add_child(struct sup *s, const struct keel_run_proc *p)
 {
     struct child *c = calloc(1, sizeof(*c));
@@ -321,6 +341,7 @@ static struct child *add_child(struct sup *s, const struct keel_run_proc *p)
     c->p.version = adup(c->a, p->version);
     c->p.ports = adup(c->a, p->ports);
     c->p.key = adup(c->a, p->key);
+    copy_env(c, p);
     for (size_t i = 0; i < p->n_app_ports; i++)
         c->p.app_ports[i].name = adup(c->a, p->app_ports[i].name);
     snprintf(c->log, sizeof(c->log), "%s/%s.%s.log", s->logs, p->name, keel_run_role_name(p->role));
@@ -371,6 +392,9 @@ static void exec_child(struct sup *s, const struct child *c, pid_t parent)
     snprintf(admin, sizeof(admin), "127.0.0.1:%u", p->admin);
     snprintf(out, sizeof(out), "127.0.0.1:%u", p->outbound);
     snprintf(conc, sizeof(conc), "%u", s->o->concurrency);
+    /* a proxy's ProxyConfig environmentVariables: its environment from exec on, as the istio-proxy container's */
+    for (size_t i = 0; p->role != KEEL_RUN_APP && i < p->n_env; i++)
+        setenv(p->env[i].name, p->env[i].value, 1);
     if (p->role == KEEL_RUN_ROUTER) {
         char *argv[] = {(char *)s->o->self,
                         "proxy",
@@ -686,11 +710,22 @@ static void apply_plan(struct sup *s)
             i++;
     }
     for (size_t i = 0; i < s->plan->n_procs; i++) {
+        const struct keel_run_proc *p = &s->plan->procs[i];
         bool have = false;
-        for (size_t k = 0; k < s->nkids; k++)
-            have |= !s->kids[k]->removed && strcmp(s->kids[k]->p.key, s->plan->procs[i].key) == 0;
+        for (size_t k = 0; k < s->nkids; k++) {
+            struct child *c = s->kids[k];
+            if (c->removed || strcmp(c->p.key, p->key) != 0)
+                continue;
+            have = true;
+            if (!same_env(&c->p, p)) {
+                /* as in Istio: the running proxy keeps its environment; its next start gets the new one */
+                copy_env(c, p);
+                say(s, "%s %s: ProxyConfig environmentVariables changed; they apply when it restarts", p->name,
+                    keel_run_role_name(p->role));
+            }
+        }
         if (!have) {
-            spawn(s, add_child(s, &s->plan->procs[i]));
+            spawn(s, add_child(s, p));
             started++;
         }
     }

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, check_sanitizers, cleanup, free_port, http_get, keel_arg, summary, write_atomic  # noqa: E402
@@ -78,6 +79,19 @@ spec:
   address: 127.0.0.1
   labels: {{app: backend, version: v1}}
   ports: {{http: 9080}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {{name: demo-wide, namespace: demo}}
+spec:
+  environmentVariables: {{KEEL_TEST_NS: ns-wide, KEEL_TEST_SHARED: namespace}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {{name: frontend-only, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: frontend}}}}
+  environmentVariables: {{KEEL_TEST_FRONT: "{front}", KEEL_TEST_SHARED: workload, ISTIO_META_KEEL_TEST: front}}
 """
 
 VS = """\
@@ -128,6 +142,28 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def environ(pid):
+    """The environment a process was started with (/proc/PID/environ), as a dict; None when it is gone."""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            items = f.read().split(b"\0")
+    except OSError:
+        return None
+    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
+
+
+def child_with(pid, *words):
+    """The child of pid whose command line holds every word (bytes), or None."""
+    for k in children(pid):
+        try:
+            cmd = open("/proc/%d/cmdline" % k, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if all(w in cmd for w in words):
+            return k
+    return None
 
 
 def wait_for(cond, deadline):
@@ -267,7 +303,7 @@ def main():
     os.makedirs(cfg)
     gw = free_port()
     base = random.randrange(41000, 44500, 50)  # the test range; busy ports are skipped by keel run
-    write_atomic(os.path.join(cfg, "mesh.yaml"), MESH.format(gw=gw))
+    write_atomic(os.path.join(cfg, "mesh.yaml"), MESH.format(gw=gw, front="yes"))
     write_atomic(os.path.join(cfg, "vs.yaml"), VS.format(moved=418))
     state = os.path.join(tmp, "state")
     out_path = os.path.join(tmp, "run.out")
@@ -281,7 +317,7 @@ def main():
                   p.stderr)
         bad = os.path.join(tmp, "bad")
         os.makedirs(bad)
-        write_atomic(os.path.join(bad, "mesh.yaml"), MESH.format(gw=gw))
+        write_atomic(os.path.join(bad, "mesh.yaml"), MESH.format(gw=gw, front="yes"))
         write_atomic(os.path.join(bad, "broken.yaml"), BROKEN)
         v = subprocess.run([keel, "validate", bad], capture_output=True, text=True, timeout=20)
         p = subprocess.run([keel, "run", bad, "--base-port", str(base)], capture_output=True, text=True, timeout=20)
@@ -331,6 +367,56 @@ def main():
         check("gateway -> frontend -> (its sidecar) -> backend",
               st == 200 and tree.get("name") == "frontend" and calls[0].get("status") == 200 and
               calls[0].get("body", {}).get("name") == "backend", (st, body[:400]))
+        # ---- ProxyConfig environmentVariables: in each proxy's environment from exec on, not in the apps'
+        keys = ("KEEL_TEST_NS", "KEEL_TEST_SHARED", "KEEL_TEST_FRONT", "ISTIO_META_KEEL_TEST")
+        pids = {(role, name): child_with(proc.pid, *words) for role, name, words in (
+            ("sidecar", "frontend", (b"sidecar", b"frontend.demo")), ("sidecar", "backend", (b"sidecar", b"backend.demo")),
+            ("gateway", "ingressgateway", (b"router",)), ("app", "frontend", (b"127.0.0.1:%d" % appport,)))}
+        envs = {k: {n: v for n, v in (environ(pid) or {}).items() if n in keys} if pid else None
+                for k, pid in pids.items()}
+        check("frontend's sidecar: the workload ProxyConfig over the namespace one, key by key (/proc/PID/environ)",
+              envs[("sidecar", "frontend")] == {"KEEL_TEST_NS": "ns-wide", "KEEL_TEST_SHARED": "workload",
+                                                "KEEL_TEST_FRONT": "yes", "ISTIO_META_KEEL_TEST": "front"}, envs)
+        check("backend's sidecar: only the namespace-wide ProxyConfig",
+              envs[("sidecar", "backend")] == {"KEEL_TEST_NS": "ns-wide", "KEEL_TEST_SHARED": "namespace"}, envs)
+        check("the gateway (namespace demo): the namespace-wide ProxyConfig",
+              envs[("gateway", "ingressgateway")] == {"KEEL_TEST_NS": "ns-wide", "KEEL_TEST_SHARED": "namespace"}, envs)
+        check("the frontend app does not get its proxy's variables", envs[("app", "frontend")] == {}, envs)
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/config_dump" % fe["admin"], timeout=5) as r:
+                node = json.load(r).get("node")
+        except (OSError, ValueError) as e:
+            node = repr(e)
+        check("frontend's sidecar: ISTIO_META_KEEL_TEST is node metadata KEEL_TEST",
+              isinstance(node, dict) and node.get("metadata", {}).get("KEEL_TEST") == "front", node)
+
+        # a change applies when the proxy restarts (as a pod restart in Istio), not by restarting it
+        fpid = pids[("sidecar", "frontend")]
+        write_atomic(os.path.join(cfg, "mesh.yaml"), MESH.format(gw=gw, front="changed"))
+        said = wait_for(lambda: "frontend sidecar: ProxyConfig environmentVariables changed; they apply when it "
+                        "restarts" in open(out_path).read(), time.time() + 20)
+        check("a changed environmentVariables is reported by keel run", said, open(out_path).read()[-1500:])
+
+        def pending():
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/config_dump" % fe["admin"], timeout=5) as r:
+                    pc = json.load(r)["proxyConfig"]
+            except (OSError, ValueError, KeyError):
+                return None
+            return pc if pc["environmentVariables"].get("KEEL_TEST_FRONT", {}).get("value") == "changed" else None
+        pc = wait_for(pending, time.time() + 20)
+        check("...the running sidecar keeps its environment and reports restartPending for environmentVariables",
+              pc and alive(fpid) and environ(fpid).get("KEEL_TEST_FRONT") == "yes" and
+              pc["restartPending"] and pc["restartPendingFor"] == ["environmentVariables"] and
+              pc["environmentVariablesApplied"].get("KEEL_TEST_FRONT") == "yes", pc)
+        os.kill(fpid, signal.SIGKILL)
+        npid = wait_for(lambda: (lambda k: k if k and k != fpid else None)(
+            child_with(proc.pid, b"sidecar", b"frontend.demo")), time.time() + 30)
+        check("...and the restarted sidecar starts with the new value",
+              npid and (environ(npid) or {}).get("KEEL_TEST_FRONT") == "changed", (fpid, npid))
+        check("...and is ready again (gateway -> frontend -> backend)",
+              wait_for(lambda: get(gw, "/")[0] == 200 and b"backend" in get(gw, "/")[1], time.time() + 30))
+
         check("the user's files keep their ports; the effective config has the assigned ones",
               "http: 9080" in open(os.path.join(cfg, "mesh.yaml")).read() and
               '"http": %d' % appport in open(os.path.join(state, "config", "keel-run-workloads.yaml")).read())
