@@ -238,6 +238,10 @@ static int build_upcluster(struct keel_upstates *u, struct keel_map *nc, struct 
                            const struct keel_cluster *c, const struct keel_lb_proxy *px, uint64_t now)
 {
     uc->c = c;
+    /* warmup: the endpoints a cluster has when it first appears (at the proxy's start, or a cluster new in the
+     * config) are not new; only endpoints added to a cluster that exists warm up, as Envoy's slow start, which
+     * counts hosts added after its load balancer was built. Those get added_ms 0. */
+    uint64_t joined = keel_map_get(&u->clusters, c->name, strlen(c->name)) ? now : 0;
     uc->cs = keel_cluster_state_ref(cluster_state(u, nc, c->name));
     if (!uc->cs)
         return KEEL_ENOMEM;
@@ -252,7 +256,7 @@ static int build_upcluster(struct keel_upstates *u, struct keel_map *nc, struct 
     if (!uc->hosts || !uc->prio || !uc->weight)
         return KEEL_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        uc->hosts[i] = keel_host_state_ref(host_state(u, nh, c->name, c->endpoints[i].hostport, now));
+        uc->hosts[i] = keel_host_state_ref(host_state(u, nh, c->name, c->endpoints[i].hostport, joined));
         if (!uc->hosts[i])
             return KEEL_ENOMEM;
     }

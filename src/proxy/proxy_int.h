@@ -384,7 +384,7 @@ struct keel_host_state {
     _Atomic uint64_t ejected_ms; /* when (loop clock, CLOCK_MONOTONIC ms) */
     _Atomic uint32_t backoff;    /* ejection multiplier: +1 per ejection, -1 per healthy interval */
     _Atomic uint64_t ejections;  /* times ejected */
-    uint64_t added_ms;           /* first seen (warmup); set before the first publication */
+    uint64_t added_ms;           /* joined its existing cluster (warmup); 0: came with the cluster, never warms */
     char key[];
 };
 

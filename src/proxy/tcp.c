@@ -33,8 +33,16 @@
  * straight to that cluster. TLS chains that terminate TLS (SIMPLE, MUTUAL)
  * are not handled here yet: such connections are closed and logged.
  *
+ * Circuit breaker, as Envoy's tcp_proxy: the session's upstream connection
+ * counts in the cluster's open connections (keel_cluster_state.cx, the count
+ * the HTTP pools of every worker use too) from before the endpoint is chosen
+ * until the session ends, whatever ends it. When the count is at the
+ * DestinationRule's connectionPool.tcp.maxConnections, the client is closed
+ * at once without connecting: UO, envoy_cluster_upstream_cx_overflow.
+ *
  * Response flags in the access log: NR no chain/route, NC no such cluster,
- * UH no endpoint, UF connect failure or timeout, DT max duration.
+ * UO maxConnections reached, UH no endpoint, UF connect failure or timeout,
+ * DT max duration.
  */
 #include "proxy/proxy_int.h"
 
@@ -87,6 +95,7 @@ struct keel_tconn {
     struct keel_defer free_d;
     bool closed;
     bool up_counted; /* upstream connection counted in the cluster's cx_active and the endpoint's in-flight */
+    struct keel_cluster_state *cx_cs; /* the cluster whose connection count (maxConnections) holds this session */
     /* routing */
     const char *cluster_name;
     const struct keel_cluster *cluster;
@@ -184,6 +193,11 @@ static void finish(struct keel_tconn *t)
     if (t->up_counted) {
         keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, -1);
         keel_upstream_count_active(pw, t->ep, -1);
+    }
+    if (t->cx_cs) {
+        atomic_fetch_sub(&t->cx_cs->cx, 1);
+        keel_cluster_state_unref(t->cx_cs);
+        t->cx_cs = NULL;
     }
     pw->conns--;
     keel_stats_add(pw->stats, KEEL_STAT_TCP_DOWNSTREAM_CX_ACTIVE, -1);
@@ -579,11 +593,35 @@ static const struct keel_l4_route *sidecar_route(struct keel_tconn *t, const cha
     return keel_tcp_route_match(&only, t->local_ip, sni, NULL);
 }
 
+/* Takes one of the cluster's connections (maxConnections; the count is shared with the HTTP pools of every worker,
+ * outlier.c), held until finish(). false when the cluster is at its limit. A cluster without shared state (none in
+ * the current generation) has nothing to count in. */
+static bool take_connection(struct keel_tconn *t)
+{
+    const struct keel_upcluster *u = keel_upset_cluster(t->pw->upset, t->cluster);
+    if (!u || !u->cs)
+        return true;
+    uint32_t max = t->cluster->limits.max_connections;
+    uint32_t was = atomic_fetch_add(&u->cs->cx, 1);
+    if (max != KEEL_CLUSTERS_UNLIMITED && was >= max) {
+        atomic_fetch_sub(&u->cs->cx, 1);
+        return false;
+    }
+    t->cx_cs = keel_cluster_state_ref(u->cs);
+    return true;
+}
+
 static void connect_upstream(struct keel_tconn *t)
 {
     struct keel_pworker *pw = t->pw;
     const struct keel_cluster *c = t->cluster;
     t->cstats = keel_stats_cluster(pw->stats, c->name);
+    if (!take_connection(t)) {
+        /* Envoy's tcp_proxy checks the cluster's connections before choosing a host: closed, never queued */
+        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
+        fail(t, KEEL_RF(UPSTREAM_OVERFLOW), "upstream_cx_overflow");
+        return;
+    }
     t->ep = keel_upstream_pick(pw, c, NULL);
     if (!t->ep) {
         fail(t, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream");

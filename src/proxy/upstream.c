@@ -18,7 +18,10 @@
  * cookie (generated and set on the response when absent and a ttl is given),
  * query parameter or source IP (a request without one is balanced at
  * random). Weighted choices use the endpoints' weights, scaled by locality
- * `distribute` and by warmup (slow start) for endpoints new to the cluster.
+ * `distribute` and by warmup (slow start) for endpoints added to an existing
+ * cluster (not those present when the cluster appeared, at the proxy's
+ * start or with a new cluster: Envoy's rule), under ROUND_ROBIN and
+ * LEAST_REQUEST only (the load balancers Envoy's slow start exists for).
  *
  * Circuit breakers (connectionPool), as Envoy applies them per cluster and
  * proxy: http2MaxRequests caps requests in flight, maxConnections the open
@@ -91,13 +94,23 @@ static bool eligible(const struct pick *x, size_t i)
     return x->panic || !keel_host_ejected(u->hosts[i]);
 }
 
+/* How long endpoint i has been in its cluster (warmup): UINT64_MAX for one that came with the cluster (never
+ * warming); 0 while this worker's clock still reads earlier than the main thread's that stamped it. */
+static uint64_t warmup_age(const struct pick *x, size_t i)
+{
+    uint64_t added = x->u->hosts[i]->added_ms;
+    if (!added)
+        return UINT64_MAX;
+    return x->now > added ? x->now - added : 0;
+}
+
 static uint64_t weight_of(const struct pick *x, size_t i)
 {
     const struct keel_endpoint *e = &x->c->endpoints[i];
     uint64_t w = x->u ? x->u->weight[i] : (e->weight ? e->weight : 1);
     if (x->warming) {
         const struct keel_cluster_lb *lb = &x->c->lb;
-        uint64_t age = x->now - x->u->hosts[i]->added_ms;
+        uint64_t age = warmup_age(x, i);
         double f =
             keel_lb_warmup_factor(age, (uint64_t)(lb->warmup / 1000000), lb->warmup_min_percent, lb->warmup_aggression);
         w = (uint64_t)((double)w * 1000.0 * f);
@@ -268,10 +281,10 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
         return &c->endpoints[0];
     if (x.u && !choose_priority(&x))
         return NULL; /* every endpoint ejected, and no panic: 503 UH (no_healthy_upstream) */
-    if (x.u && c->lb.warmup > 0) {
+    if (x.u && c->lb.warmup > 0 && (c->lb.policy == KEEL_LB_ROUND_ROBIN || c->lb.policy == KEEL_LB_LEAST_REQUEST)) {
         uint64_t window = (uint64_t)(c->lb.warmup / 1000000);
         for (size_t i = 0; i < c->n_endpoints && !x.warming; i++)
-            x.warming = eligible(&x, i) && x.now - x.u->hosts[i]->added_ms < window;
+            x.warming = eligible(&x, i) && warmup_age(&x, i) < window;
     }
     const struct keel_endpoint *ep = NULL;
     switch (c->lb.policy) {

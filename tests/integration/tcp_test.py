@@ -9,7 +9,10 @@ Checks: 10 MiB both ways through a VirtualService tcp route, byte for byte;
 back-pressure with a client that does not read; half-close in both
 directions; server-first protocols; a 70/30 weighted tcp route; parallel
 sessions; a dead upstream (closed, UF in the access log); the idle timeout
-and maxConnectionDuration (DT) of a DestinationRule; TLS passthrough by SNI
+and maxConnectionDuration (DT) of a DestinationRule; the circuit breaker
+connectionPool.tcp.maxConnections (a session over it is closed without
+reaching the backend, UO, envoy_cluster_upstream_cx_overflow; the count is
+released by a close, a connect failure and the idle timeout); TLS passthrough by SNI
 to two backends (Python ssl and `openssl s_client`, certificates verified
 end to end, SNI case-insensitive, a ClientHello arriving in pieces);
 AUTO_PASSTHROUGH by `outbound_.` SNI; unknown SNI, no SNI and plain text on
@@ -65,6 +68,15 @@ def echo(sock):
             break
         sock.sendall(b)
     sock.shutdown(socket.SHUT_WR)
+
+
+held_accepts = [0]  # connections the circuit-breaker backend accepted
+
+
+def held_echo(sock):
+    """The circuit-breaker backend: counts its connections, then echoes and holds them open until the client's EOF."""
+    held_accepts[0] += 1
+    echo(sock)
 
 
 def sink(sock):
@@ -131,6 +143,8 @@ spec:
     hosts: ["*"]
   - port: {{number: {p_dur}, name: tcp-duration, protocol: TCP}}
     hosts: ["*"]
+  - port: {{number: {p_cb}, name: tcp-cb, protocol: TCP}}
+    hosts: ["*"]
   - port: {{number: {p_tls}, name: tls, protocol: TLS}}
     hosts: ["*.example.com"]
     tls: {{mode: PASSTHROUGH}}
@@ -161,6 +175,8 @@ spec:
     route: [{{destination: {{host: idle.internal}}}}]
   - match: [{{port: {p_dur}}}]
     route: [{{destination: {{host: duration.internal}}}}]
+  - match: [{{port: {p_cb}}}]
+    route: [{{destination: {{host: cb.internal}}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -232,6 +248,13 @@ spec:
   endpoints: [{{address: 127.0.0.1}}]
 ---
 apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: dead, namespace: istio-system}}
+spec:
+  host: dead.internal
+  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: 1}}}}}}
+---
+apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: idle, namespace: istio-system}}
 spec:
@@ -246,7 +269,7 @@ kind: DestinationRule
 metadata: {{name: idle, namespace: istio-system}}
 spec:
   host: idle.internal
-  trafficPolicy: {{connectionPool: {{tcp: {{idleTimeout: 1s}}}}}}
+  trafficPolicy: {{connectionPool: {{tcp: {{idleTimeout: 1s, maxConnections: 1}}}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -264,6 +287,23 @@ metadata: {{name: duration, namespace: istio-system}}
 spec:
   host: duration.internal
   trafficPolicy: {{connectionPool: {{tcp: {{maxConnectionDuration: 1s}}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: cb, namespace: istio-system}}
+spec:
+  hosts: [cb.internal]
+  location: MESH_INTERNAL
+  ports: [{{number: 9006, name: tcp, protocol: TCP, targetPort: {held}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: cb, namespace: istio-system}}
+spec:
+  host: cb.internal
+  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: 2}}}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -449,12 +489,12 @@ def main():
     sctx.load_cert_chain(cert, key)
 
     servers = []
-    for fn in (echo, sink, banner("one"), banner("two"), tls_backend("a", sctx), tls_backend("b", sctx)):
+    for fn in (echo, sink, banner("one"), banner("two"), tls_backend("a", sctx), tls_backend("b", sctx), held_echo):
         servers.append(serve_tcp(fn))
-    (_, echo_p), (_, sink_p), (_, b1), (_, b2), (_, tls_a), (_, tls_b) = servers
+    (_, echo_p), (_, sink_p), (_, b1), (_, b2), (_, tls_a), (_, tls_b), (_, held_p) = servers
     ports = dict(p_echo=free_port(), p_sink=free_port(), p_banner=free_port(), p_dead=free_port(),
                  p_idle=free_port(), p_dur=free_port(), p_tls=free_port(),
-                 p_auto=free_port())
+                 p_auto=free_port(), p_cb=free_port())
     admin, dead = free_port(), free_port()
     cfgdir = os.path.join(tmp, "config")
     os.makedirs(cfgdir)
@@ -463,7 +503,7 @@ def main():
 
     def write_config(gen):
         write_atomic(cfgfile, CONFIG.format(echo=echo_p, sink=sink_p, banner1=b1, banner2=b2, dead=dead, tls_a=tls_a,
-                                            tls_b=tls_b, log=logpath, gen=gen, **ports))
+                                            tls_b=tls_b, held=held_p, log=logpath, gen=gen, **ports))
 
     def log_lines():
         try:
@@ -590,6 +630,13 @@ def main():
               and ("127.0.0.1:%d" % dead) in lines[0], lines[:1])
         if lines:
             print("     log: " + lines[0])
+        # dead.internal has maxConnections: 1; the failed connect released it, so this one is tried again (UF, not UO)
+        s = connect(ports["p_dead"])
+        check("dead upstream: connection closed again", closed_by_peer(s))
+        s.close()
+        lines = wait_for(lambda: [l for l in log_lines() if "dead.internal" in l][1:])
+        check("maxConnections 1: a failed connect releases its connection (the next one is UF, not UO)",
+              lines and " UF " in lines[0], lines[:1])
         lines = [l for l in log_lines() if "echo.internal" in l]
         check("access log: a TCP line in Istio's format (\"- - -\" 0 - ..., bytes both ways)",
               any(l.split(" ")[1:5] == ['"-', "-", '-"', "0"] and (" %d %d " % (len(big), len(big))) in l
@@ -651,6 +698,13 @@ def main():
             pass
         s.close()
         check("idle timeout closes an idle session", got == b"x" and closed, (got, closed))
+        # idle.internal has maxConnections: 1: the timed-out session released it (its log line is written after that)
+        wait_for(lambda: [l for l in log_lines() if "idle.internal" in l and "idle_timeout" in l])
+        s = connect(ports["p_idle"], timeout=15)
+        s.sendall(b"again")
+        got = read_all_n(s, 5)
+        s.close()
+        check("maxConnections 1: the session ended by the idle timeout released its connection", got == b"again", got)
 
         # --- maxConnectionDuration (1s): a busy session is ended anyway, DT in the log
         s = connect(ports["p_dur"], timeout=15)
@@ -671,6 +725,64 @@ def main():
         lines = wait_for(lambda: [l for l in log_lines() if "duration.internal" in l])
         check("maxConnectionDuration ends a busy session (DT)", echoed > 0 and ended and lines and " DT " in lines[0],
               (echoed, ended, lines[:1]))
+
+        # --- circuit breaker: connectionPool.tcp.maxConnections 2 on cb.internal (Envoy's tcp_proxy: a session over
+        # the cluster's connection count is closed at once, without connecting; UO, upstream_cx_overflow)
+        cb_cluster = "outbound|9006||cb.internal"
+
+        def cluster_metric(name):
+            text = http_get(admin, "/stats/prometheus", timeout=10)[1].decode()
+            m = re.search(r'^%s\{cluster_name="%s"\} (\d+)$' % (name, re.escape(cb_cluster)), text, re.M)
+            return int(m.group(1)) if m else None
+
+        held = []
+        for i in range(2):
+            c = connect(ports["p_cb"])
+            c.sendall(b"hold%d\n" % i)
+            held.append((c, read_all_n(c, 6)))
+        check("maxConnections 2: two sessions open and relaying",
+              [g for _, g in held] == [b"hold0\n", b"hold1\n"] and held_accepts[0] == 2,
+              ([g for _, g in held], held_accepts[0]))
+        check("maxConnections 2: the shared count is at the limit (circuit_breakers_default_cx_open 1)",
+              cluster_metric("envoy_cluster_circuit_breakers_default_cx_open") == 1,
+              cluster_metric("envoy_cluster_circuit_breakers_default_cx_open"))
+        third = connect(ports["p_cb"])
+        check("maxConnections 2: a third session is closed at once", closed_by_peer(third))
+        third.close()
+        check("maxConnections 2: the third never reached the backend (2 accepts)", held_accepts[0] == 2,
+              held_accepts[0])
+        check("prometheus: envoy_cluster_upstream_cx_overflow 1 for the cluster",
+              cluster_metric("envoy_cluster_upstream_cx_overflow") == 1,
+              cluster_metric("envoy_cluster_upstream_cx_overflow"))
+        lines = wait_for(lambda: [l for l in log_lines() if "cb.internal" in l])
+        check("access log: UO for the refused session, with the cluster and no upstream host",
+              len(lines) == 1 and " UO " in lines[0] and cb_cluster in lines[0]
+              and ("127.0.0.1:%d" % held_p) not in lines[0], lines)
+        if lines:
+            print("     log: " + lines[0])
+        still = []
+        for c, _ in held:
+            c.sendall(b"still\n")
+            still.append(read_all_n(c, 6))
+        check("maxConnections 2: the two open sessions are unaffected", still == [b"still\n", b"still\n"], still)
+        c0 = held[0][0]
+        c0.shutdown(socket.SHUT_WR)
+        check("closing one session: the server's EOF comes back", read_all(c0) == b"")
+        c0.close()
+        # its log line is written once its connection is released
+        wait_for(lambda: len([l for l in log_lines() if "cb.internal" in l]) >= 2)
+        check("closing one session releases its connection (cx_open 0)",
+              cluster_metric("envoy_cluster_circuit_breakers_default_cx_open") == 0,
+              cluster_metric("envoy_cluster_circuit_breakers_default_cx_open"))
+        c = connect(ports["p_cb"])
+        c.sendall(b"again\n")
+        got = read_all_n(c, 6)
+        check("after one closed, a new session works again", got == b"again\n" and held_accepts[0] == 3,
+              (got, held_accepts[0]))
+        c.close()
+        held[1][0].close()
+        check("the overflow counter is still 1", cluster_metric("envoy_cluster_upstream_cx_overflow") == 1,
+              cluster_metric("envoy_cluster_upstream_cx_overflow"))
 
         # --- stats
         n, text = admin_metric(admin, "envoy_tcp_downstream_cx_total")
