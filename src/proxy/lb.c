@@ -353,8 +353,17 @@ unsigned keel_lb_locality_plan(const struct keel_cluster *c, const struct keel_l
         if (lo->n_failover_priority) {
             size_t k = 0;
             for (; k < lo->n_failover_priority && k < 64; k++) {
-                const char *a = proxy_value(px, lo->failover_priority[k], b1, sizeof(b1));
-                const char *b = endpoint_value(e, lo->failover_priority[k], b2, sizeof(b2));
+                /* "key": the endpoint's value must be the proxy's; "key=value": it must be that value */
+                const char *fp = lo->failover_priority[k], *eq = strchr(fp, '='), *a;
+                char key[128];
+                if (eq) {
+                    snprintf(key, sizeof(key), "%.*s", (int)(eq - fp), fp);
+                    a = eq + 1;
+                } else {
+                    snprintf(key, sizeof(key), "%s", fp);
+                    a = proxy_value(px, key, b1, sizeof(b1));
+                }
+                const char *b = endpoint_value(e, key, b2, sizeof(b2));
                 if (!a || !b || strcmp(a, b))
                     break;
             }

@@ -202,6 +202,27 @@ config += se("dist.test", LOC) + dr("dist.test", """loadBalancer:
     distribute:
     - from: us-east/a/*
       to: {"us-east/a/*": 75, "us-west/a/*": 25}""")
+# failoverPriority: endpoints sorted by how many of the listed labels match, in order ("app" against the proxy's
+# app=client, "track=canary" against that value)
+FP_EPS = """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %s, namespace: default}
+spec:
+  hosts: [%s]
+  location: MESH_INTERNAL
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: %d}, labels: {app: client, track: stable}}
+  - {address: 127.0.0.1, ports: {http: %d}, labels: {app: client, track: canary}}
+  - {address: 127.0.0.1, ports: {http: %d}, labels: {app: other, track: canary}}
+---
+"""
+for name, prio in (("fpkey", '["app"]'), ("fpval", '["track=canary"]'), ("fpmix", '["app", "track=canary"]')):
+    config += FP_EPS % (name, name + ".test", H[0], H[1], H[2]) + dr(name + ".test", """loadBalancer:
+  simple: ROUND_ROBIN
+  localityLbSetting: {enabled: true, failoverPriority: %s}
+outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}""" % prio)
 # retryRemoteLocalities: a failing endpoint in the proxy's zone; the retry stays in the zone, or leaves it
 RETRY_EPS = [("127.0.0.1", BAD, "us-east/a"), ("127.0.0.1", H[0], "us-east/a"), ("127.0.0.1", H[1], "us-east/b")]
 for name, remote in (("remote", "true"), ("local", "false")):
@@ -380,6 +401,19 @@ try:
     timers = keepalive_timers(H[1])
     check("tcpKeepalive: the proxy's pooled connections to the upstream have keep-alive timers",
           "02" in timers, timers)
+
+    # ---- failoverPriority (before the locality checks stop h1 and h2) ----
+    got = sorted(set(get("fpkey.test")[1] for _ in range(20)))
+    check("failoverPriority [app]: only the endpoints whose app is the proxy's (h1, h2) are used", got == ["h1", "h2"],
+          got)
+    got = sorted(set(get("fpval.test")[1] for _ in range(20)))
+    check("failoverPriority [track=canary]: only the canary endpoints (h2, h3) are used", got == ["h2", "h3"], got)
+    got = sorted(set(get("fpmix.test")[1] for _ in range(20)))
+    check("failoverPriority [app, track=canary]: the one endpoint matching both (h2)", got == ["h2"], got)
+    cls = admin("/clusters")
+    check("failoverPriority: /clusters shows priorities 1, 0, 2 for fpmix",
+          all("%s::127.0.0.1:%d::priority::%d" % (cl("fpmix.test"), H[i], p) in cls for i, p in ((0, 1), (1, 0), (2, 2))),
+          [ln for ln in cls.splitlines() if "fpmix" in ln and "priority" in ln])
 
     # ---- locality ----
     dist = [get("dist.test")[1] for _ in range(200)]
