@@ -9,7 +9,9 @@
  * keel_timer of the same loop.
  *
  * Threads: one resolver per loop, used only on that loop's thread (the proxy
- * keeps one, on its main thread; workers never resolve). c-ares is the only
+ * keeps one on its main thread for the snapshot's DNS endpoints, and each
+ * worker that needs one makes its own for per-request lookups: proxy/dfp.c,
+ * pass-through and DYNAMIC_DNS to host names). c-ares is the only
  * library it uses and this file pair its only user (docs/principles.md:
  * one adapter per third-party library).
  *

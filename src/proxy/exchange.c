@@ -27,6 +27,7 @@
 #include "proxy/stream.h"
 
 #include "proxy/cors.h"
+#include "proxy/dfp.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -169,6 +170,7 @@ void keel_stream_free(struct keel_stream *st)
 {
     if (!st)
         return;
+    keel_dfp_cancel(st); /* a stream freed while waiting for a DNS answer leaves the line */
     keel_timer_stop(&st->timeout);
     keel_timer_stop(&st->delay);
     keel_timer_stop(&st->try_timer);
@@ -516,41 +518,6 @@ void keel_stream_start(struct keel_stream *st)
     stream_route(st);
 }
 
-/* The request's authority as an endpoint when it is an IP address (PassthroughCluster), else NULL. */
-static const struct keel_endpoint *passthrough_endpoint(struct keel_stream *st)
-{
-    struct keel_str a = st->req.authority, hs, ps;
-    char host[128];
-    uint32_t port = 80;
-    if (keel_http_authority_split(a, &hs, &ps)) {
-        uint64_t v;
-        if (keel_str_to_u64(ps, 65535, &v) != 0 || v == 0)
-            return NULL;
-        port = (uint32_t)v;
-    }
-    size_t hn = hs.n;
-    if (hn == 0 || hn >= sizeof(host))
-        return NULL;
-    memcpy(host, a.p, hn);
-    host[hn] = '\0';
-    char spec[160];
-    snprintf(spec, sizeof(spec), "%s:%u", host, port);
-    struct keel_addr addr;
-    if (keel_addr_parse(spec, &addr) != 0)
-        return NULL; /* a name, not an address */
-    struct keel_endpoint *ep = keel_arena_xalloc(st->arena, sizeof(*ep));
-    if (host[0] == '[') {
-        host[hn - 1] = '\0';
-        ep->address = keel_arena_strdup(st->arena, host + 1);
-    } else {
-        ep->address = keel_arena_strdup(st->arena, host);
-    }
-    ep->hostport = keel_arena_strdup(st->arena, spec);
-    ep->port = port;
-    ep->weight = 1;
-    return ep;
-}
-
 /* ---- retries ---------------------------------------------------------------------------------------------------- */
 
 /* What a failed attempt counts as, for retryOn (Envoy's semantics: connect failures and resets are 5xx and
@@ -682,15 +649,11 @@ void keel_stream_dispatch(struct keel_stream *st)
         keel_stream_local_reply(st, 502, 0, "blackhole", "", 0, NULL, 0);
         return;
     }
-    if (c->type == KEEL_CLUSTER_ORIGINAL_DST) {
-        /* PassthroughCluster: the destination the client asked for */
-        st->ep = passthrough_endpoint(st);
-        if (!st->ep) {
-            keel_stream_local_reply(st, 503, KEEL_RF(NO_HEALTHY_UPSTREAM), "passthrough_needs_address",
-                                    "passthrough to a host name needs DNS, which this build does not do yet", 70, NULL,
-                                    0);
+    if (c->type == KEEL_CLUSTER_ORIGINAL_DST || c->type == KEEL_CLUSTER_DYNAMIC_DNS) {
+        /* pass-through and dynamic forward proxy: the destination the client asked for, its name resolved per
+         * request (dfp.c); a stream parked on a lookup comes back here when the answer arrives */
+        if (keel_dfp_endpoint(st, c) != KEEL_DFP_READY)
             return;
-        }
     } else {
         st->ep = keel_upstream_pick_request(st, c, st->tried);
     }
@@ -1281,6 +1244,7 @@ void keel_stream_finish(struct keel_stream *st)
         return;
     st->finished = true;
     struct keel_pworker *pw = st->ds->pw;
+    keel_dfp_cancel(st); /* answered (timeout, reset) while waiting for a DNS answer */
     keel_timer_stop(&st->timeout);
     keel_timer_stop(&st->delay);
     keel_timer_stop(&st->try_timer);

@@ -15,6 +15,7 @@
  *   lb.c        the load balancer's pure parts: hashes, ring-hash/Maglev tables, locality priorities, ejection
  *               arithmetic
  *   tcp.c       L4 sessions: TCP proxying and TLS passthrough by SNI (sni.c)
+ *   dfp.c       per-request DNS lookups for pass-through and DYNAMIC_DNS clusters (a host cache per worker)
  *
  * Threads: a struct keel_pworker and everything hanging off it belong to one
  * worker thread; only the runtime's published snapshot pointer, the stats
@@ -47,6 +48,7 @@ struct keel_stream;
 struct keel_tconn;
 struct keel_downstream;
 struct keel_uph2;
+struct keel_dfp;
 
 /* Buffer limits per connection: reads stop (back-pressure) while the peer's
  * output holds more than KEEL_PROXY_OUT_HIGH bytes. */
@@ -117,8 +119,12 @@ struct keel_pworker {
     struct keel_buf logline;             /* access-log rendering */
     struct keel_tconn *tcp;              /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
     struct keel_downstream *downstreams; /* open HTTP client connections (http1.c, http2.c) */
+<<<<<<< HEAD
     struct keel_stream *stream_cache;    /* freed streams kept with their arena for the next ones (exchange.c) */
     unsigned n_stream_cache;
+=======
+    struct keel_dfp *dfp;                /* per-request DNS lookups (dfp.h), created on first use, or NULL */
+>>>>>>> dfp
 };
 
 /* ---- runtime.c (read from workers) ---------------------------------------------------------------------------- */

@@ -49,6 +49,7 @@
 #include "net/dns.h"
 #include "net/worker.h"
 #include "proxy/admin.h"
+#include "proxy/dfp.h"
 #include "proxy/dnscache.h"
 
 #include <dirent.h>
@@ -936,6 +937,7 @@ static void worker_fini(struct keel_worker *w, void *data)
     keel_tcp_close_all(pw); /* L4 sessions still open after the drain (tcp.c) */
     keel_downstreams_shutdown(pw, true); /* HTTP connections still open after the drain */
     keel_listeners_close(pw);
+    keel_dfp_free(pw); /* the worker's per-request resolver (dfp.c), on its own thread while its loop exists */
     keel_upstream_state_free(pw);
     keel_snapshot_unref(pw->snap);
     pw->snap = NULL;
@@ -1040,7 +1042,8 @@ int keel_proxy_run(const struct keel_proxy_options *opt)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     rt->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    /* the resolver lives on this (main) thread's loop; workers never resolve */
+    /* this resolver lives on the main thread's loop, for the snapshot's DNS endpoints; each worker makes its own
+     * for per-request lookups (dfp.c) with the same servers, read from rt->opt */
     struct keel_dns_options dopt = {.servers = rt->opt.dns_server};
     int drc = keel_dns_new(rt->loop, &dopt, &rt->dns);
     if (drc != 0) {

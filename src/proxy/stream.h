@@ -23,6 +23,7 @@
 #ifndef KEEL_PROXY_STREAM_H
 #define KEEL_PROXY_STREAM_H
 
+#include "proxy/dfp.h"
 #include "proxy/proxy_int.h"
 
 #include "base/arena.h"
@@ -141,6 +142,7 @@ struct keel_stream {
     bool mirrored;               /* the shadow copies were sent (or skipped) */
     bool cors_decorate;          /* add the CORS response fields (an allowed origin) */
     bool finished;
+    struct keel_dfp_wait dfp_wait; /* parked on a DNS lookup (dfp.c: pass-through / DYNAMIC_DNS to a name) */
 };
 
 /* ---- exchange.c ---------------------------------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "net/loop.h"
 #include "net/sock.h"
 #include "proxy/accesslog.h"
+#include "proxy/dfp.h"
 #include "proxy/stats.h"
 
 #include <arpa/inet.h>
@@ -281,6 +282,7 @@ void pf_worker_free(struct keel_pworker *pw)
 {
     /* worker_fini: idle pooled connections closed, pool records and round-robin cursors freed */
     keel_upstream_state_free(pw);
+    keel_dfp_free(pw); /* a no-op: a worker without a runtime never resolves (names answer 503 DF) */
     /* deferred frees queued by the closes run in the next iterations (keel_loop_free runs what is left) */
     for (int i = 0; i < 4; i++)
         PF_CHECK(keel_loop_run_once(pw->loop, 0) >= 0);
