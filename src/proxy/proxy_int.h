@@ -119,12 +119,9 @@ struct keel_pworker {
     struct keel_buf logline;             /* access-log rendering */
     struct keel_tconn *tcp;              /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
     struct keel_downstream *downstreams; /* open HTTP client connections (http1.c, http2.c) */
-<<<<<<< HEAD
     struct keel_stream *stream_cache;    /* freed streams kept with their arena for the next ones (exchange.c) */
     unsigned n_stream_cache;
-=======
-    struct keel_dfp *dfp;                /* per-request DNS lookups (dfp.h), created on first use, or NULL */
->>>>>>> dfp
+    struct keel_dfp *dfp; /* per-request DNS lookups (dfp.h), created on first use, or NULL */
 };
 
 /* ---- runtime.c (read from workers) ---------------------------------------------------------------------------- */
