@@ -95,18 +95,6 @@ static void stream_clear(struct keel_stream *st)
     memset(p + resp_h + arr, 0, sizeof(*st) - (resp_h + arr));
 }
 
-/* Under AddressSanitizer ended streams are freed, not cached, so that a use after the end is still reported. */
-#if defined(__SANITIZE_ADDRESS__)
-#define STREAM_CACHE_MAX 0u
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define STREAM_CACHE_MAX 0u
-#endif
-#endif
-#ifndef STREAM_CACHE_MAX
-#define STREAM_CACHE_MAX KEEL_PROXY_STREAM_CACHE
-#endif
-
 /* A cleared stream with an empty arena: from the worker's cache (the memory is warm: no page faults, no malloc
  * of 21 KiB per request), else new. NULL when out of memory. */
 static struct keel_stream *stream_take(struct keel_pworker *pw)
@@ -177,7 +165,7 @@ void keel_stream_free(struct keel_stream *st)
     keel_buf_free(&st->replay);
     keel_snapshot_unref(st->snap);
     struct keel_pworker *pw = st->ds->pw;
-    if (pw->n_stream_cache < STREAM_CACHE_MAX) {
+    if (KEEL_PROXY_REUSE && pw->n_stream_cache < KEEL_PROXY_STREAM_CACHE) {
         keel_arena_reset(st->arena);
         st->cache_next = pw->stream_cache;
         pw->stream_cache = st;
@@ -642,7 +630,7 @@ void keel_stream_dispatch(struct keel_stream *st)
             return;
         }
         st->cluster = d->cluster;
-        st->cstats = keel_stats_cluster(pw->stats, d->cluster->name);
+        st->cstats = keel_cluster_view(pw, d->cluster)->stats;
     }
     const struct keel_cluster *c = st->cluster;
     if (c->type == KEEL_CLUSTER_BLACKHOLE) {
@@ -786,11 +774,18 @@ static size_t request_fields(struct keel_stream *st, struct keel_http_header *h,
     if (!have_xfp)
         h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-forwarded-proto"), keel_str_c(ds->tls ? "https" : "http")};
     if (ds->role == KEEL_PL_GATEWAY) {
-        if (xff)
-            snprintf(xff_buf, xff_len, "%.*s, %s", (int)xff->n, xff->p, ds->peer_ip);
-        else
-            snprintf(xff_buf, xff_len, "%s", ds->peer_ip);
-        h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-forwarded-for"), keel_str_c(xff_buf)};
+        /* "<received>, <peer>" or "<peer>", cut to the buffer (no printf on the request path) */
+        size_t peer_n = strlen(ds->peer_ip), len = 0;
+        if (xff && xff->n + 2 + peer_n <= xff_len) {
+            memcpy(xff_buf, xff->p, xff->n);
+            memcpy(xff_buf + xff->n, ", ", 2);
+            len = xff->n + 2;
+        }
+        if (len + peer_n <= xff_len) {
+            memcpy(xff_buf + len, ds->peer_ip, peer_n);
+            len += peer_n;
+        }
+        h[n++] = (struct keel_http_header){KEEL_STR_LIT("x-forwarded-for"), {xff_buf, len}};
     }
     if (count_attempts) {
         keel_u64_to_str(st->attempts, attempts);
@@ -893,7 +888,7 @@ void keel_stream_request_body(struct keel_stream *st)
 void keel_stream_upstream_ready(struct keel_stream *st)
 {
     struct keel_upconn *uc = st->uc;
-    snprintf(st->upstream_local, sizeof(st->upstream_local), "%s", uc->local);
+    memcpy(st->upstream_local, uc->local, sizeof(st->upstream_local)); /* same size, NUL-terminated */
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_TOTAL, 1);
     keel_cstats_add(st->cstats, KEEL_CSTAT_UPSTREAM_RQ_ACTIVE, 1);
     if (send_request_head(st) != 0) {

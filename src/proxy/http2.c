@@ -44,6 +44,8 @@
 
 #define KEEL_H2_MAX_STREAMS 256
 #define KEEL_H2_CONN_WINDOW (1u << 20)
+#define KEEL_H2_SPARE_STREAMS 32u /* ended stream states a connection keeps for reuse (when KEEL_PROXY_REUSE) */
+#define KEEL_H2_SPARE_BUF (16u << 10) /* ...with their buffers, when no larger than this */
 
 struct h2s;
 
@@ -57,6 +59,8 @@ struct h2conn {
     nghttp2_session *ng;
     struct keel_buf out;       /* frames produced, not yet written */
     struct h2s *streams;       /* open streams (doubly linked) */
+    struct h2s *spare;         /* ended stream states kept for reuse (through next), at most KEEL_H2_SPARE_STREAMS */
+    unsigned n_spare;
     struct keel_defer flush_d; /* a flush queued for the end of this loop iteration */
     bool flush_queued;
     bool busy;   /* inside nghttp2 (recv or send): do not produce frames now */
@@ -103,10 +107,55 @@ static void h2s_free(struct h2s *s)
         c->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    free(s->trailers);
+    s->trailers = NULL;
+    if (KEEL_PROXY_REUSE && c->n_spare < KEEL_H2_SPARE_STREAMS && !c->closed) {
+        /* kept for the connection's next stream, with its buffers unless they grew large */
+        if (s->reqbody.cap > KEEL_H2_SPARE_BUF)
+            keel_buf_free(&s->reqbody);
+        if (s->resp.cap > KEEL_H2_SPARE_BUF)
+            keel_buf_free(&s->resp);
+        keel_buf_reset(&s->reqbody);
+        keel_buf_reset(&s->resp);
+        s->next = c->spare;
+        c->spare = s;
+        c->n_spare++;
+        return;
+    }
     keel_buf_free(&s->reqbody);
     keel_buf_free(&s->resp);
-    free(s->trailers);
     free(s);
+}
+
+/* A cleared stream state: a spare one of the connection, else new. NULL when out of memory. */
+static struct h2s *h2s_take(struct h2conn *c)
+{
+    struct h2s *s = c->spare;
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (s) {
+            keel_buf_init(&s->reqbody, 1u << 20);
+            keel_buf_init(&s->resp, KEEL_PROXY_OUT_MAX);
+        }
+        return s;
+    }
+    c->spare = s->next;
+    c->n_spare--;
+    struct keel_buf reqbody = s->reqbody, resp = s->resp;
+    *s = (struct h2s){.reqbody = reqbody, .resp = resp};
+    return s;
+}
+
+static void h2s_spares_free(struct h2conn *c)
+{
+    for (struct h2s *s = c->spare, *next; s; s = next) {
+        next = s->next;
+        keel_buf_free(&s->reqbody);
+        keel_buf_free(&s->resp);
+        free(s);
+    }
+    c->spare = NULL;
+    c->n_spare = 0;
 }
 
 /* The exchange of s ends without a complete response from the client's side (reset, connection gone). */
@@ -312,17 +361,19 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     struct h2conn *c = user;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct h2s *s = calloc(1, sizeof(*s));
+    struct h2s *s = h2s_take(c);
     struct keel_stream *st = s ? keel_stream_new(&c->ds) : NULL;
     if (!st) {
+        if (s) {
+            keel_buf_free(&s->reqbody);
+            keel_buf_free(&s->resp);
+        }
         free(s);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream */
     }
     s->c = c;
     s->id = f->hd.stream_id;
     s->st = st;
-    keel_buf_init(&s->reqbody, 1u << 20);
-    keel_buf_init(&s->resp, KEEL_PROXY_OUT_MAX);
     s->next = c->streams;
     if (c->streams)
         c->streams->prev = s;
@@ -511,6 +562,7 @@ static void conn_free_later(struct keel_loop *loop, struct keel_defer *d)
     (void)loop;
     struct h2conn *c = d->data;
     keel_buf_free(&c->out);
+    h2s_spares_free(c);
     free(c);
 }
 

@@ -59,7 +59,19 @@ struct keel_dfp;
 #define KEEL_PROXY_IDLE_MS (3600u * 1000u)  /* downstream idle, Envoy's 1 h */
 #define KEEL_PROXY_UP_IDLE_MS (55u * 1000u) /* pooled upstream connection idle */
 #define KEEL_PROXY_REPLAY_MAX (64u << 10)   /* request bytes kept to replay on a stale pooled connection */
-#define KEEL_PROXY_STREAM_CACHE 128u        /* freed streams a worker keeps for reuse (about 21 KiB each) */
+/* Object reuse on the request path (ended streams kept by the worker, HTTP/2 stream states by their connection).
+ * Under AddressSanitizer nothing is kept: ended objects are freed, so that a use after the end is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEL_PROXY_REUSE 0u
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEL_PROXY_REUSE 0u
+#endif
+#endif
+#ifndef KEEL_PROXY_REUSE
+#define KEEL_PROXY_REUSE 1u
+#endif
+#define KEEL_PROXY_STREAM_CACHE 128u /* freed streams a worker keeps when KEEL_PROXY_REUSE (about 21 KiB each) */
 
 enum keel_listener_role {
     KEEL_PL_GATEWAY,      /* a Gateway server port: route tables from its chains */
@@ -99,6 +111,16 @@ struct keel_upool {
     bool service_queued;
 };
 
+/* What the request path looks up for a cluster, by name, once per worker and config: its stats in the worker's
+ * shard and its shared state in the worker's upset (NULL when it has none, e.g. a cluster of an older snapshot
+ * that the upset does not know by that name any more: compare u->c with the cluster). */
+struct keel_cluster_view {
+    const struct keel_cluster *c;
+    struct keel_cluster_stats *stats;
+    const struct keel_upcluster *u;
+};
+#define KEEL_PROXY_CLUSTER_VIEWS 64u /* direct-mapped by cluster pointer */
+
 struct keel_pworker {
     struct keel_worker *w;
     struct keel_loop *loop;
@@ -119,6 +141,7 @@ struct keel_pworker {
     struct keel_buf logline;             /* access-log rendering */
     struct keel_tconn *tcp;              /* open L4 sessions (tcp.c), closed by keel_tcp_close_all() */
     struct keel_downstream *downstreams; /* open HTTP client connections (http1.c, http2.c) */
+    struct keel_cluster_view cviews[KEEL_PROXY_CLUSTER_VIEWS]; /* lookups per cluster of this config (upstream.c) */
     struct keel_stream *stream_cache;    /* freed streams kept with their arena for the next ones (exchange.c) */
     unsigned n_stream_cache;
     struct keel_dfp *dfp; /* per-request DNS lookups (dfp.h), created on first use, or NULL */
@@ -280,6 +303,11 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive);
 void keel_upstream_pools_close(struct keel_pworker *pw);
 /* Frees the worker's pools and load-balancer state (after its loop stopped). */
 void keel_upstream_state_free(struct keel_pworker *pw);
+/* The view of c (c non-NULL), cached in pw->cviews (a miss looks it up by name). */
+const struct keel_cluster_view *keel_cluster_view(struct keel_pworker *pw, const struct keel_cluster *c);
+/* Forgets the cached views: the worker took a new snapshot and upset (a cluster pointer of a freed snapshot may
+ * come back as another cluster). */
+void keel_cluster_views_forget(struct keel_pworker *pw);
 /* Counts a connection to ep that is not from the pool (tcp.c) in the endpoint's in-flight count, which
  * LEAST_REQUEST compares: +1 when it opens, -1 when it closes. */
 void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta);

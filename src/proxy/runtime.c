@@ -286,6 +286,7 @@ static void worker_take_config(struct keel_worker *w, void *data)
     struct keel_upset *oldup = pw->upset;
     pw->upset = keel_upset_ref(p->upset);
     keel_upset_unref(oldup);
+    keel_cluster_views_forget(pw);
     keel_listeners_reconcile(pw);
     if (atomic_fetch_sub(&p->pending, 1) == 1)
         publication_free(p);

@@ -272,7 +272,7 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
     if (!c || c->n_endpoints == 0)
         return NULL;
     struct pick x = {.pw = pw, .c = c, .avoid = avoid, .prio = -1, .skip_prio = -1, .now = keel_loop_now_ms(pw->loop)};
-    x.u = keel_upset_cluster(pw->upset, c);
+    x.u = keel_cluster_view(pw, c)->u;
     if (x.u && (x.u->c != c || !x.u->hosts))
         x.u = NULL; /* a stream of an older config generation: balanced without policies */
     if (x.u && leave_prio_of && leave_prio_of >= c->endpoints && leave_prio_of < c->endpoints + c->n_endpoints)
@@ -853,7 +853,8 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
 {
     const char *key = ep->hostport;
     struct keel_upool *p = pool_get(pw, key, true);
-    struct keel_cluster_stats *cstats = keel_stats_cluster(pw->stats, c->name);
+    const struct keel_cluster_view *view = keel_cluster_view(pw, c);
+    struct keel_cluster_stats *cstats = view->stats;
     const char *sni = NULL;
     struct keel_tls_ctx *tctx = keel_upstream_tls_ctx(pw, c, h2, &sni);
     if (!tctx && (c->tls.mode == KEEL_CLUSTER_TLS_SIMPLE || c->tls.mode == KEEL_CLUSTER_TLS_MUTUAL)) {
@@ -861,7 +862,7 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         return KEEL_EINVAL; /* the context could not be built (logged): never fall back to plain text */
     }
     /* the cluster's shared state (circuit breakers, outlier detection); none for the passthrough cluster */
-    const struct keel_upcluster *u = keel_upset_cluster(pw->upset, c);
+    const struct keel_upcluster *u = view->u;
     struct keel_cluster_state *cs = u ? u->cs : NULL;
     struct keel_host_state *hs = keel_upcluster_host(u, c, ep);
     const struct keel_cluster_limits *lim = &c->limits;
@@ -1119,6 +1120,22 @@ void keel_upstream_pools_close(struct keel_pworker *pw)
     }
 }
 
+_Static_assert(KEEL_PROXY_CLUSTER_VIEWS == 64, "keel_cluster_view() indexes with the top 6 bits of a hash");
+
+const struct keel_cluster_view *keel_cluster_view(struct keel_pworker *pw, const struct keel_cluster *c)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)c >> 4) * 0x9E3779B97F4A7C15ull;
+    struct keel_cluster_view *v = &pw->cviews[h >> 58]; /* the top 6 bits: KEEL_PROXY_CLUSTER_VIEWS slots */
+    if (v->c != c)
+        *v = (struct keel_cluster_view){c, keel_stats_cluster(pw->stats, c->name), keel_upset_cluster(pw->upset, c)};
+    return v;
+}
+
+void keel_cluster_views_forget(struct keel_pworker *pw)
+{
+    memset(pw->cviews, 0, sizeof(pw->cviews));
+}
+
 void keel_upstream_state_free(struct keel_pworker *pw)
 {
     keel_upstream_pools_close(pw);
@@ -1152,7 +1169,7 @@ void keel_upstream_report_timeout(struct keel_stream *st)
 
 bool keel_upstream_retry_allowed(struct keel_stream *st)
 {
-    const struct keel_upcluster *u = keel_upset_cluster(st->ds->pw->upset, st->cluster);
+    const struct keel_upcluster *u = st->cluster ? keel_cluster_view(st->ds->pw, st->cluster)->u : NULL;
     uint32_t max = st->cluster ? st->cluster->limits.max_retries : KEEL_CLUSTERS_UNLIMITED;
     if (!u || max == KEEL_CLUSTERS_UNLIMITED || atomic_load(&u->cs->retries) < max)
         return true;
