@@ -287,6 +287,7 @@ void pf_worker_free(struct keel_pworker *pw)
     for (int i = 0; i < 4; i++)
         PF_CHECK(keel_loop_run_once(pw->loop, 0) >= 0);
     keel_buf_free(&pw->logline);
+    keel_stream_cache_free(pw); /* empty under ASan (KEEL_PROXY_REUSE is 0), as worker_fini does */
     keel_snapshot_unref(pw->snap);
     keel_loop_free(pw->loop);
     keel_stats_shard_free(pw->stats);
