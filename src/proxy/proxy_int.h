@@ -100,7 +100,6 @@ struct keel_plistener {
 /* Idle upstream connections to one endpoint ("ip:port"), per kind: [0] HTTP/1.1, [1] HTTP/2, [2] and [3] the
  * same over TLS (a TLS connection is reused only for the same client context). */
 struct keel_upool {
-    char key[KEEL_ADDR_STRLEN];
     struct keel_upconn *idle[4]; /* LIFO */
     size_t n_idle[4];
     size_t active;                 /* requests in flight to this endpoint from this worker (least-request LB) */
@@ -109,6 +108,7 @@ struct keel_upool {
     struct keel_upconn *wait_tail;
     struct keel_defer service; /* hands freed connections to waiting requests, outside the caller's stack */
     bool service_queued;
+    char key[]; /* "<cluster>|<host:port>" */
 };
 
 /* What the request path looks up for a cluster, by name, once per worker and config: its stats in the worker's
@@ -228,7 +228,8 @@ struct keel_upconn {
     struct keel_io io;
     struct keel_timer timer; /* connect timeout, then pool idle timeout */
     struct keel_defer free_d;
-    char key[KEEL_ADDR_STRLEN];
+    struct keel_upool *pool; /* its pool (cluster and endpoint): pools outlive their connections */
+    char key[KEEL_ADDR_STRLEN]; /* the endpoint, host:port */
     char local[KEEL_ADDR_STRLEN];
     struct keel_buf in;
     struct keel_buf out;
@@ -308,9 +309,10 @@ const struct keel_cluster_view *keel_cluster_view(struct keel_pworker *pw, const
 /* Forgets the cached views: the worker took a new snapshot and upset (a cluster pointer of a freed snapshot may
  * come back as another cluster). */
 void keel_cluster_views_forget(struct keel_pworker *pw);
-/* Counts a connection to ep that is not from the pool (tcp.c) in the endpoint's in-flight count, which
- * LEAST_REQUEST compares: +1 when it opens, -1 when it closes. */
-void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta);
+/* Counts a connection to ep of cluster c that is not from the pool (tcp.c) in the endpoint's in-flight count,
+ * which LEAST_REQUEST compares: +1 when it opens, -1 when it closes. */
+void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_cluster *c, const struct keel_endpoint *ep,
+                                int delta);
 
 /* ---- upstream_tls.c ------------------------------------------------------------------------------------------- */
 

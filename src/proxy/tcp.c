@@ -192,7 +192,7 @@ static void finish(struct keel_tconn *t)
     side_close(&t->up);
     if (t->up_counted) {
         keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, -1);
-        keel_upstream_count_active(pw, t->ep, -1);
+        keel_upstream_count_active(pw, t->cluster, t->ep, -1);
     }
     if (t->cx_cs) {
         atomic_fetch_sub(&t->cx_cs->cx, 1);
@@ -659,7 +659,7 @@ static void connect_upstream(struct keel_tconn *t)
     }
     keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_TOTAL, 1);
     keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_ACTIVE, 1);
-    keel_upstream_count_active(pw, t->ep, 1);
+    keel_upstream_count_active(pw, t->cluster, t->ep, 1);
     t->up_counted = true;
     /* idle: DestinationRule connectionPool.tcp.idleTimeout (0s disables), else Envoy's 1 h */
     if (!lim->tcp_idle_set)

@@ -45,25 +45,39 @@
 #include <string.h>
 #include <unistd.h>
 
-static struct keel_upool *pool_get(struct keel_pworker *pw, const char *key, bool create)
+/* The worker's pool for endpoint hostport of cluster c, keyed "<cluster>|<host:port>": as Envoy's, a pool belongs
+ * to one cluster's host (two clusters naming one address keep their connections, limits and least-request counts
+ * apart). Pools live until the worker ends. NULL when absent (create false) or out of memory. */
+static struct keel_upool *pool_get(struct keel_pworker *pw, const struct keel_cluster *c, const char *hostport,
+                                   bool create)
 {
-    struct keel_upool *p = keel_map_get(&pw->pools, key, strlen(key));
-    if (p || !create)
-        return p;
-    p = calloc(1, sizeof(*p));
-    if (!p)
+    const char *cname = c && c->name ? c->name : "";
+    size_t cn = strlen(cname), hn = strlen(hostport), kn = cn + 1 + hn;
+    char stack[512], *key = kn < sizeof(stack) ? stack : malloc(kn + 1);
+    if (!key)
         return NULL;
-    snprintf(p->key, sizeof(p->key), "%s", key);
-    if (keel_map_put(&pw->pools, p->key, strlen(p->key), p, NULL) != 0) {
-        free(p);
-        return NULL;
+    memcpy(key, cname, cn);
+    key[cn] = '|';
+    memcpy(key + cn + 1, hostport, hn + 1);
+    struct keel_upool *p = keel_map_get(&pw->pools, key, kn);
+    if (!p && create) {
+        p = calloc(1, sizeof(*p) + kn + 1);
+        if (p) {
+            memcpy(p->key, key, kn + 1);
+            if (keel_map_put(&pw->pools, p->key, kn, p, NULL) != 0) {
+                free(p);
+                p = NULL;
+            }
+        }
     }
+    if (key != stack)
+        free(key);
     return p;
 }
 
-static size_t endpoint_active(struct keel_pworker *pw, const struct keel_endpoint *ep)
+static size_t endpoint_active(struct keel_pworker *pw, const struct keel_cluster *c, const struct keel_endpoint *ep)
 {
-    struct keel_upool *p = pool_get(pw, ep->hostport, false);
+    struct keel_upool *p = pool_get(pw, c, ep->hostport, false);
     return p ? p->active : 0;
 }
 
@@ -305,7 +319,7 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
         /* LEAST_REQUEST: power of two choices */
         const struct keel_endpoint *a = weighted(&x, keel_pworker_random(pw), true);
         const struct keel_endpoint *b = weighted(&x, keel_pworker_random(pw), true);
-        ep = !a || !b ? (a ? a : b) : endpoint_active(pw, b) < endpoint_active(pw, a) ? b : a;
+        ep = !a || !b ? (a ? a : b) : endpoint_active(pw, c, b) < endpoint_active(pw, c, a) ? b : a;
         break;
     }
     }
@@ -460,7 +474,7 @@ static int pool_kind(bool h2, bool tls)
 
 static void pool_remove(struct keel_upconn *uc)
 {
-    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    struct keel_upool *p = uc->pool;
     if (!p)
         return;
     int k = pool_kind(uc->h2 != NULL, uc->tls_ctx != NULL);
@@ -493,7 +507,7 @@ static void wait_remove(struct keel_upool *p, struct keel_upconn *uc)
 
 static void active_dec(struct keel_upconn *uc)
 {
-    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    struct keel_upool *p = uc->pool;
     if (p && p->active)
         p->active--;
 }
@@ -536,7 +550,7 @@ static void upconn_close(struct keel_upconn *uc)
     if (uc->closed)
         return;
     uc->closed = true;
-    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    struct keel_upool *p = uc->pool;
     if (uc->waiting) {
         if (p)
             wait_remove(p, uc);
@@ -736,12 +750,14 @@ size_t keel_upstream_pending(const struct keel_upconn *uc)
     return uc->out.len + (uc->h2 ? keel_uph2_pending(uc) : 0);
 }
 
-static struct keel_upconn *upconn_new(struct keel_pworker *pw, struct keel_stream *st, const char *key)
+static struct keel_upconn *upconn_new(struct keel_pworker *pw, struct keel_upool *pool, struct keel_stream *st,
+                                      const char *key)
 {
     struct keel_upconn *uc = calloc(1, sizeof(*uc));
     if (!uc)
         return NULL;
     uc->pw = pw;
+    uc->pool = pool;
     uc->fd = -1;
     uc->st = st;
     snprintf(uc->key, sizeof(uc->key), "%s", key);
@@ -852,7 +868,7 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
                          const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out)
 {
     const char *key = ep->hostport;
-    struct keel_upool *p = pool_get(pw, key, true);
+    struct keel_upool *p = pool_get(pw, c, key, true);
     const struct keel_cluster_view *view = keel_cluster_view(pw, c);
     struct keel_cluster_stats *cstats = view->stats;
     const char *sni = NULL;
@@ -909,7 +925,7 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_OVERFLOW, 1);
         return KEEL_EOVERFLOW;
     }
-    struct keel_upconn *uc = upconn_new(pw, st, key);
+    struct keel_upconn *uc = upconn_new(pw, p, st, key);
     if (!uc) {
         if (cs) {
             atomic_fetch_sub(&cs->pending, 1);
@@ -1060,7 +1076,7 @@ void keel_upstream_pause(struct keel_upconn *uc, bool pause)
 
 void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
 {
-    struct keel_upool *p = pool_get(uc->pw, uc->key, false);
+    struct keel_upool *p = uc->pool;
     attempt_end(uc);
     active_dec(uc);
     uc->st = NULL;
@@ -1095,9 +1111,10 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
     pool_kick(uc->pw, p); /* a waiting request takes it */
 }
 
-void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_endpoint *ep, int delta)
+void keel_upstream_count_active(struct keel_pworker *pw, const struct keel_cluster *c, const struct keel_endpoint *ep,
+                                int delta)
 {
-    struct keel_upool *p = pool_get(pw, ep->hostport, delta > 0);
+    struct keel_upool *p = pool_get(pw, c, ep->hostport, delta > 0);
     if (!p)
         return;
     if (delta > 0)
