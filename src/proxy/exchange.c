@@ -689,7 +689,7 @@ static bool hop_by_hop(struct keel_str name, const struct keel_str *conn)
                                           KEEL_STR_LIT("te"), KEEL_STR_LIT("upgrade"), KEEL_STR_LIT("host"),
                                           KEEL_STR_LIT("trailer")};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (keel_str_caseeq(name, hop[i]))
+        if (name.n == hop[i].n && keel_str_caseeq(name, hop[i]))
             return true;
     if (conn) {
         const char *p = conn->p, *end = conn->p + conn->n;

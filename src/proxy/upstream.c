@@ -319,7 +319,7 @@ static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct ke
         /* LEAST_REQUEST: power of two choices */
         const struct keel_endpoint *a = weighted(&x, keel_pworker_random(pw), true);
         const struct keel_endpoint *b = weighted(&x, keel_pworker_random(pw), true);
-        ep = !a || !b ? (a ? a : b) : endpoint_active(pw, c, b) < endpoint_active(pw, c, a) ? b : a;
+        ep = !a || !b ? (a ? a : b) : a == b ? a : endpoint_active(pw, c, b) < endpoint_active(pw, c, a) ? b : a;
         break;
     }
     }
