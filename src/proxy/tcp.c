@@ -40,8 +40,18 @@
  * DestinationRule's connectionPool.tcp.maxConnections, the client is closed
  * at once without connecting: UO, envoy_cluster_upstream_cx_overflow.
  *
+ * Clusters without endpoints (ORIGINAL_DST: ServiceEntry resolution NONE,
+ * DestinationRule PASSTHROUGH, PassthroughCluster; DYNAMIC_DNS): the
+ * destination is the connection's original destination (iptables REDIRECT,
+ * CONNECT to an IP), else its SNI, else the service's non-wildcard host
+ * (ORIGINAL_DST only); names go through the worker's DNS cache (dfp.h). A
+ * session waiting for an answer (TS_RESOLVING) is in the name's line through
+ * t->dfp_wait, which finish() cancels; the connection slot is taken once the
+ * address is known.
+ *
  * Response flags in the access log: NR no chain/route, NC no such cluster,
- * UO maxConnections reached, UH no endpoint, UF connect failure or timeout,
+ * UO maxConnections reached, UH no endpoint (or nothing to find one by),
+ * DF the destination's name did not resolve, UF connect failure or timeout,
  * DT max duration.
  */
 #include "proxy/proxy_int.h"
