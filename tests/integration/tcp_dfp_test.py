@@ -345,7 +345,8 @@ def main():
         r = tls_session("nx.dyn.test")
         check("NXDOMAIN: the client's connection is closed", "dyn-" not in r, r)
         line = log_line("nx.dyn.test")
-        check("access log: DF dns_resolution_failure, with the SNI", " DF - dns_resolution_failure \"Domain name not found\" " in line, line)
+        check("access log: DF dns_resolution_failure, with the SNI",
+              ' DF - dns_resolution_failure "Domain name not found" ' in line, line)
         r = tls_session(None, verify=False)
         check("DYNAMIC_DNS without SNI: closed", "dyn-" not in r, r)
         line = log_line("dynamic_dns_without_sni")
