@@ -2,7 +2,8 @@
  * dfp.c - per-request DNS resolution, the dynamic forward proxy's host cache (see dfp.h).
  *
  * One entry per name (lower-case, no trailing dot) in a map on the worker: the address in use, the last error,
- * the in-flight query, a refresh timer and the circular list of streams waiting for the first answer. An entry
+ * the in-flight query, a refresh timer and the circular list of waiters (HTTP streams, L4 sessions) for the first
+ * answer. An entry
  * is created by the first request for its name and freed by its own timer once no request used it for
  * KEEL_DFP_HOST_TTL_MS, or with the cache.
  *
@@ -35,7 +36,7 @@ struct entry {
     struct keel_dfp *c;
     struct keel_dns_query *q;     /* in flight, or NULL */
     struct keel_timer timer;      /* next refresh (or expiry) */
-    struct keel_dfp_wait waiters; /* sentinel of the streams waiting for the first answer */
+    struct keel_dfp_wait waiters; /* sentinel of the waiters for the first answer */
     bool answered;                /* a first answer (address or error) is in */
     bool logged;                  /* the current error was logged */
     int err;                      /* last lookup's error, 0 when it found an address */
@@ -154,14 +155,15 @@ static void on_answer(const struct keel_dns_result *res, void *data)
     if (next > KEEL_DFP_HOST_TTL_MS)
         next = KEEL_DFP_HOST_TTL_MS;
     keel_timer_start(c->loop, &e->timer, next, on_timer, e);
-    /* the waiting streams go on, each taken off the list before it runs: one may finish, free or reset others */
+    /* the waiters go on, each taken off the list before it runs: one may finish, free or reset others (they
+     * leave the list through keel_dfp_wait_cancel) */
     struct keel_dfp_wait *s = &e->waiters;
     while (s->next != s) {
         struct keel_dfp_wait *w = s->next;
         s->next = w->next;
         w->next->prev = s;
         w->prev = w->next = NULL;
-        keel_stream_dispatch(w->st);
+        w->done(w->data);
     }
 }
 
@@ -196,7 +198,7 @@ static size_t normalize(struct keel_str h, char *out, size_t cap)
 
 enum lookup_status { LOOKUP_READY, LOOKUP_WAIT, LOOKUP_FAILED, LOOKUP_OVERFLOW };
 
-static enum lookup_status lookup(struct keel_dfp *c, const char *name, size_t len, struct keel_stream *st,
+static enum lookup_status lookup(struct keel_dfp *c, const char *name, size_t len, struct keel_dfp_wait *w,
                                  const struct entry **out)
 {
     struct entry *e = keel_map_get(&c->by_name, name, len);
@@ -229,8 +231,6 @@ static enum lookup_status lookup(struct keel_dfp *c, const char *name, size_t le
     if (e->answered)
         return LOOKUP_FAILED;
     /* the first lookup is in flight: wait in line */
-    struct keel_dfp_wait *w = &st->dfp_wait;
-    w->st = st;
     w->next = &e->waiters;
     w->prev = e->waiters.prev;
     e->waiters.prev->next = w;
@@ -245,6 +245,11 @@ static void reply_dns_failure(struct keel_stream *st)
     static const char body[] = "DNS resolution failure";
     keel_stream_local_reply(st, 503, KEEL_RF(DNS_RESOLUTION_FAILED), "dns_resolution_failure", body, sizeof(body) - 1,
                             NULL, 0);
+}
+
+static void stream_answered(void *data)
+{
+    keel_stream_dispatch(data);
 }
 
 static enum keel_dfp_status set_endpoint(struct keel_stream *st, const char *ip, int family, uint32_t port,
@@ -309,7 +314,9 @@ enum keel_dfp_status keel_dfp_endpoint(struct keel_stream *st, const struct keel
         return KEEL_DFP_ANSWERED;
     }
     const struct entry *e = NULL;
-    switch (lookup(cache, name, len, st, &e)) {
+    st->dfp_wait.done = stream_answered;
+    st->dfp_wait.data = st;
+    switch (lookup(cache, name, len, &st->dfp_wait, &e)) {
     case LOOKUP_READY:
         return set_endpoint(st, e->ip, e->family, port, e->name);
     case LOOKUP_WAIT:
@@ -328,7 +335,54 @@ enum keel_dfp_status keel_dfp_endpoint(struct keel_stream *st, const struct keel
 
 void keel_dfp_cancel(struct keel_stream *st)
 {
-    struct keel_dfp_wait *w = &st->dfp_wait;
+    keel_dfp_wait_cancel(&st->dfp_wait);
+}
+
+/* ---- other callers (L4 sessions) ----------------------------------------------------------------------------- */
+
+enum keel_dfp_result keel_dfp_resolve(struct keel_pworker *pw, const char *host, struct keel_dfp_wait *w,
+                                      struct keel_dfp_addr *out)
+{
+    out->ip[0] = out->error[0] = '\0';
+    out->family = 0;
+    size_t hn = strlen(host);
+    /* an IP literal is the destination itself */
+    if (hn && hn < KEEL_DNS_ADDRSTRLEN && !strchr(host, '%')) {
+        char spec[KEEL_ADDR_MAX_INPUT];
+        snprintf(spec, sizeof(spec), strchr(host, ':') ? "[%s]:1" : "%s:1", host);
+        struct keel_addr a;
+        if (keel_addr_parse(spec, &a) == 0) {
+            snprintf(out->ip, sizeof(out->ip), "%s", host);
+            out->family = a.u.sa.sa_family;
+            return KEEL_DFP_RES_READY;
+        }
+    }
+    char name[KEEL_DNS_MAX_NAME + 1];
+    size_t len = normalize(keel_str_c(host), name, sizeof(name));
+    struct keel_dfp *cache = len ? cache_for(pw) : NULL;
+    if (!cache) {
+        snprintf(out->error, sizeof(out->error), "%s", len ? "no resolver" : "not a host name");
+        return KEEL_DFP_RES_FAILED;
+    }
+    const struct entry *e = NULL;
+    switch (lookup(cache, name, len, w, &e)) {
+    case LOOKUP_READY:
+        snprintf(out->ip, sizeof(out->ip), "%s", e->ip);
+        out->family = e->family;
+        return KEEL_DFP_RES_READY;
+    case LOOKUP_WAIT:
+        return KEEL_DFP_RES_WAIT;
+    case LOOKUP_OVERFLOW:
+        return KEEL_DFP_RES_OVERFLOW;
+    case LOOKUP_FAILED:
+    default:
+        snprintf(out->error, sizeof(out->error), "%s", e && e->error[0] ? e->error : "lookup failed");
+        return KEEL_DFP_RES_FAILED;
+    }
+}
+
+void keel_dfp_wait_cancel(struct keel_dfp_wait *w)
+{
     if (!w->next)
         return;
     w->prev->next = w->next;

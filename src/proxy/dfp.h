@@ -25,17 +25,27 @@
  * the authority's port is the gateway's own); for pass-through, the authority's port, else the cluster's port
  * when it is a service's, else 80 (443 for an https request).
  *
- * Threads and ownership: one cache per proxy worker (pw->dfp), created on the worker's thread the first time
- * one of its requests needs a lookup, with its own resolver on the worker's loop (the DNS servers of the
- * runtime's --dns-server option); freed by keel_dfp_free() when the worker ends. A worker without a runtime
- * (the fuzz targets build one by hand) has no resolver: names answer 503 DF, no DNS traffic ever leaves.
- * A parked stream is linked to its name through st->dfp_wait; keel_dfp_cancel() (stream finished or freed)
- * unlinks it, and freeing the cache detaches every waiter, so an answer never reaches a stream that is gone.
- * The endpoint given to a stream lives in the stream's arena (not in the cluster: outlier detection and the
- * circuit breakers' per-host state ignore it, the cluster's limits still apply).
+ * L4 sessions (tcp.c) ask for a name with keel_dfp_resolve(): the SNI of a TLS passthrough session (DYNAMIC_DNS,
+ * Envoy's sni_dynamic_forward_proxy; ORIGINAL_DST without an original destination), or the service's host. The
+ * same cache, the same rules; a failure closes the session (DF) instead of answering 503.
+ *
+ * Threads and ownership: one cache per proxy worker (pw->dfp), shared by its HTTP streams and its L4 sessions,
+ * created on the worker's thread the first time one of them needs a lookup, with its own resolver on the worker's
+ * loop (the DNS servers of the runtime's --dns-server option); freed by keel_dfp_free() when the worker ends. A
+ * worker without a runtime (the fuzz targets build one by hand) has no resolver: names fail (503 DF), no DNS
+ * traffic ever leaves.
+ * A waiter (struct keel_dfp_wait, embedded in its owner: st->dfp_wait, the L4 session's) is linked to its name
+ * while the first lookup is in flight; when the answer arrives it is unlinked, then its done(data) runs once and
+ * the owner asks again (the cache answers at once). keel_dfp_wait_cancel() (keel_dfp_cancel() for a stream;
+ * the owner finished or freed) unlinks it, and freeing the cache detaches every waiter without calling it, so an
+ * answer never reaches an owner that is gone. The endpoint given to a stream lives in the stream's arena (not in
+ * the cluster: outlier detection and the circuit breakers' per-host state ignore it, the cluster's limits still
+ * apply).
  */
 #ifndef KEEL_PROXY_DFP_H
 #define KEEL_PROXY_DFP_H
+
+#include "net/dns.h"
 
 struct keel_cluster;
 struct keel_pworker;
@@ -46,11 +56,12 @@ struct keel_stream;
 #define KEEL_DFP_REFRESH_MS 5000u           /* refresh after an answer without TTL, and after a failure */
 #define KEEL_DFP_MIN_TTL_REFRESH_MS 5000u   /* Envoy's dns_min_refresh_rate */
 
-/* A stream's place in the line of a name being looked up (embedded in struct keel_stream; all zero = not
- * waiting). */
+/* A place in the line of a name being looked up (embedded in its owner: struct keel_stream, an L4 session; all
+ * zero = not waiting). The owner sets done and data; done(data) runs once, after the waiter left the line. */
 struct keel_dfp_wait {
     struct keel_dfp_wait *prev, *next; /* circular list through the name's entry */
-    struct keel_stream *st;
+    void (*done)(void *data);
+    void *data;
 };
 
 enum keel_dfp_status {
@@ -64,6 +75,29 @@ enum keel_dfp_status keel_dfp_endpoint(struct keel_stream *st, const struct keel
 
 /* The stream no longer waits (it was answered otherwise, reset, or freed). Idempotent. */
 void keel_dfp_cancel(struct keel_stream *st);
+
+/* ---- for other callers (L4 sessions) ---- */
+
+enum keel_dfp_result {
+    KEEL_DFP_RES_READY,    /* out holds the address */
+    KEEL_DFP_RES_WAIT,     /* w is in line: w->done(w->data) runs when the first answer arrives; ask again then */
+    KEEL_DFP_RES_FAILED,   /* not a host name, no address (NXDOMAIN, timeout, ...), no resolver or no memory */
+    KEEL_DFP_RES_OVERFLOW, /* a new name and the cache is full (KEEL_DFP_MAX_HOSTS) */
+};
+
+struct keel_dfp_addr {
+    char ip[KEEL_DNS_ADDRSTRLEN]; /* numeric */
+    int family;                   /* AF_INET or AF_INET6 */
+    char error[96];               /* FAILED: the lookup's error, or "" */
+};
+
+/* The address of host (an IPv4 or IPv6 literal, used as it is, or a host name, looked up through the worker's
+ * cache). w must not be in a line already; its done and data are set by the caller. On pw's thread. */
+enum keel_dfp_result keel_dfp_resolve(struct keel_pworker *pw, const char *host, struct keel_dfp_wait *w,
+                                      struct keel_dfp_addr *out);
+
+/* w leaves its line (its owner ends). Idempotent; a waiter not in a line is left alone. */
+void keel_dfp_wait_cancel(struct keel_dfp_wait *w);
 
 /* Cancels the worker's lookups, detaches waiting streams and frees the cache and its resolver. On the worker's
  * thread, while its loop exists. */

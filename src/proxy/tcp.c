@@ -40,8 +40,18 @@
  * DestinationRule's connectionPool.tcp.maxConnections, the client is closed
  * at once without connecting: UO, envoy_cluster_upstream_cx_overflow.
  *
+ * Clusters without endpoints (ORIGINAL_DST: ServiceEntry resolution NONE,
+ * DestinationRule PASSTHROUGH, PassthroughCluster; DYNAMIC_DNS): the
+ * destination is the connection's original destination (iptables REDIRECT,
+ * CONNECT to an IP), else its SNI, else the service's non-wildcard host
+ * (ORIGINAL_DST only); names go through the worker's DNS cache (dfp.h). A
+ * session waiting for an answer (TS_RESOLVING) is in the name's line through
+ * t->dfp_wait, which finish() cancels; the connection slot is taken once the
+ * address is known.
+ *
  * Response flags in the access log: NR no chain/route, NC no such cluster,
- * UO maxConnections reached, UH no endpoint, UF connect failure or timeout,
+ * UO maxConnections reached, UH no endpoint (or nothing to find one by),
+ * DF the destination's name did not resolve, UF connect failure or timeout,
  * DT max duration.
  */
 #include "proxy/proxy_int.h"
@@ -49,6 +59,7 @@
 #include "base/err.h"
 #include "config/host.h"
 #include "config/schema_gen.h"
+#include "proxy/dfp.h"
 #include "proxy/sni.h"
 
 #include <arpa/inet.h>
@@ -69,6 +80,7 @@
 
 enum tstate {
     TS_HELLO,      /* reading the ClientHello */
+    TS_RESOLVING,  /* waiting for the destination's address (dfp.c); the client's bytes queue up meanwhile */
     TS_CONNECTING, /* upstream connect in progress */
     TS_RELAY,
 };
@@ -104,6 +116,16 @@ struct keel_tconn {
     char sni[KEEL_SNI_MAX_NAME + 1];
     size_t hello_scan;               /* TLS records of the ClientHello seen complete up to here */
     char local_ip[INET6_ADDRSTRLEN]; /* the destination the client dialled (original destination when redirected) */
+    bool has_orig_dst;               /* the connection was redirected (iptables) or CONNECTed to an IP: orig_dst */
+    struct keel_addr orig_dst;
+    /* destination of an ORIGINAL_DST / DYNAMIC_DNS cluster (no endpoint list): dyn_ep, from a name or orig_dst */
+    struct keel_dfp_wait dfp_wait; /* in the line of dst_name's lookup (TS_RESOLVING) */
+    char dst_name[KEEL_DNS_MAX_NAME + 1];
+    uint32_t dst_port;
+    struct keel_endpoint dyn_ep;
+    char dyn_ip[KEEL_DNS_ADDRSTRLEN];
+    char dyn_hostport[KEEL_ADDR_STRLEN];
+    char dns_error[96];
     /* log */
     char peer[KEEL_ADDR_STRLEN];
     char local[KEEL_ADDR_STRLEN];
@@ -188,6 +210,7 @@ static void finish(struct keel_tconn *t)
     if (t->next)
         t->next->prev = t->prev;
     keel_timer_stop(&t->timer);
+    keel_dfp_wait_cancel(&t->dfp_wait); /* a DNS answer arriving later must not reach a freed session */
     side_close(&t->down);
     side_close(&t->up);
     if (t->up_counted) {
@@ -400,6 +423,8 @@ static void on_timer(struct keel_loop *loop, struct keel_timer *tm)
     case TS_HELLO:
         fail(t, KEEL_RF(NO_ROUTE_FOUND), "client_hello_timeout");
         return;
+    case TS_RESOLVING:
+        return; /* no timer while resolving: the resolver's own timeouts end the wait */
     case TS_CONNECTING:
         keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_TIMEOUT, 1);
         keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
@@ -537,13 +562,28 @@ static bool listener_wants_hello(const struct keel_listener *l)
     return false;
 }
 
+/* A destination found by the SNI: a DYNAMIC_DNS or pass-through cluster of a TLS service port (the client speaks
+ * first there, so waiting for its ClientHello never stalls a server-first protocol). */
+static bool dest_wants_sni(const struct keel_route_dest *d)
+{
+    const struct keel_cluster *c = d->cluster;
+    if (!c || !c->service_port || (c->type != KEEL_CLUSTER_DYNAMIC_DNS && c->type != KEEL_CLUSTER_ORIGINAL_DST))
+        return false;
+    return c->service_port->proto == KEEL_PROTO_TLS || c->service_port->proto == KEEL_PROTO_HTTPS;
+}
+
 static bool table_wants_hello(const struct keel_tcp_table *t)
 {
     for (size_t i = 0; t && i < t->n_entries; i++)
-        for (size_t r = 0; r < t->entries[i].n_routes; r++)
-            for (size_t c = 0; c < t->entries[i].routes[r].n_conds; c++)
-                if (t->entries[i].routes[r].conds[c].n_sni_hosts)
+        for (size_t r = 0; r < t->entries[i].n_routes; r++) {
+            const struct keel_l4_route *rt = &t->entries[i].routes[r];
+            for (size_t c = 0; c < rt->n_conds; c++)
+                if (rt->conds[c].n_sni_hosts)
                     return true;
+            for (size_t d = 0; d < rt->n_dests; d++)
+                if (dest_wants_sni(&rt->dests[d]))
+                    return true;
+        }
     return false;
 }
 
@@ -611,22 +651,22 @@ static bool take_connection(struct keel_tconn *t)
     return true;
 }
 
-static void connect_upstream(struct keel_tconn *t)
+/* take_connection(), or the session closed with UO. */
+static bool take_or_overflow(struct keel_tconn *t)
+{
+    if (take_connection(t))
+        return true;
+    /* Envoy's tcp_proxy checks the cluster's connections before choosing a host: closed, never queued */
+    keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
+    fail(t, KEEL_RF(UPSTREAM_OVERFLOW), "upstream_cx_overflow");
+    return false;
+}
+
+/* Connects to t->ep (chosen, connection slot taken). */
+static void connect_endpoint(struct keel_tconn *t)
 {
     struct keel_pworker *pw = t->pw;
     const struct keel_cluster *c = t->cluster;
-    t->cstats = keel_stats_cluster(pw->stats, c->name);
-    if (!take_connection(t)) {
-        /* Envoy's tcp_proxy checks the cluster's connections before choosing a host: closed, never queued */
-        keel_cstats_add(t->cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
-        fail(t, KEEL_RF(UPSTREAM_OVERFLOW), "upstream_cx_overflow");
-        return;
-    }
-    t->ep = keel_upstream_pick(pw, c, NULL);
-    if (!t->ep) {
-        fail(t, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream");
-        return;
-    }
     snprintf(t->upstream_host, sizeof(t->upstream_host), "%s", t->ep->hostport);
     struct keel_addr addr;
     if (keel_addr_parse(t->upstream_host, &addr) != 0) {
@@ -678,6 +718,121 @@ static void connect_upstream(struct keel_tconn *t)
         return;
     }
     update(t);
+}
+
+/* ---- destinations of clusters without endpoints (ORIGINAL_DST, DYNAMIC_DNS) ------------------------------------ */
+
+/* The address a redirected client dialled, as text; "::ffff:a.b.c.d" (a dual-stack socket) as "a.b.c.d". */
+static void addr_ip(const struct keel_addr *a, char *out, size_t n);
+
+static void plain_ip(const struct keel_addr *a, char *out, size_t n)
+{
+    addr_ip(a, out, n);
+    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out, '.'))
+        memmove(out, out + 7, strlen(out + 7) + 1);
+}
+
+/* The session's endpoint is ip:port; takes the cluster's connection slot and connects. */
+static void connect_dynamic(struct keel_tconn *t, const char *ip, int family, uint32_t port)
+{
+    snprintf(t->dyn_ip, sizeof(t->dyn_ip), "%s", ip);
+    snprintf(t->dyn_hostport, sizeof(t->dyn_hostport), family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+    memset(&t->dyn_ep, 0, sizeof(t->dyn_ep));
+    t->dyn_ep.address = t->dyn_ip;
+    t->dyn_ep.hostport = t->dyn_hostport;
+    t->dyn_ep.port = port;
+    t->dyn_ep.weight = 1;
+    t->dyn_ep.hostname = t->dst_name[0] ? t->dst_name : NULL;
+    if (!take_or_overflow(t))
+        return;
+    t->ep = &t->dyn_ep;
+    connect_endpoint(t);
+}
+
+static void resolve_destination(struct keel_tconn *t);
+
+static void on_resolved(void *data)
+{
+    resolve_destination(data); /* the cache has the answer now */
+}
+
+/* Looks up t->dst_name (dfp.c, the worker's cache) and connects to it on t->dst_port, now or once the answer is
+ * in. */
+static void resolve_destination(struct keel_tconn *t)
+{
+    struct keel_dfp_addr a;
+    t->dfp_wait.done = on_resolved;
+    t->dfp_wait.data = t;
+    switch (keel_dfp_resolve(t->pw, t->dst_name, &t->dfp_wait, &a)) {
+    case KEEL_DFP_RES_READY:
+        connect_dynamic(t, a.ip, a.family, t->dst_port);
+        return;
+    case KEEL_DFP_RES_WAIT:
+        t->state = TS_RESOLVING;
+        update(t); /* the client's bytes queue up meanwhile */
+        return;
+    case KEEL_DFP_RES_OVERFLOW:
+        fail(t, 0, "dns_cache_overflow");
+        return;
+    case KEEL_DFP_RES_FAILED:
+    default:
+        snprintf(t->dns_error, sizeof(t->dns_error), "%s", a.error);
+        t->failure = t->dns_error[0] ? t->dns_error : NULL;
+        fail(t, KEEL_RF(DNS_RESOLUTION_FAILED), "dns_resolution_failure");
+        return;
+    }
+}
+
+/* The destination of a cluster without endpoints, as Envoy finds it for Istio:
+ *   ORIGINAL_DST: the original destination of a redirected (or CONNECTed) connection; else the SNI of a TLS
+ *   passthrough session, resolved; else the service's own host (what the app would have dialled), resolved;
+ *   DYNAMIC_DNS: the SNI, resolved (Envoy's sni_dynamic_forward_proxy).
+ * Port: the original destination's; else the service port's targetPort, else its number, else (PassthroughCluster)
+ * the listener's port. Nothing to go by: closed, UH. */
+static void dynamic_destination(struct keel_tconn *t)
+{
+    const struct keel_cluster *c = t->cluster;
+    if (c->type == KEEL_CLUSTER_ORIGINAL_DST && t->has_orig_dst) {
+        char ip[INET6_ADDRSTRLEN];
+        plain_ip(&t->orig_dst, ip, sizeof(ip));
+        connect_dynamic(t, ip, strchr(ip, ':') ? AF_INET6 : AF_INET, keel_addr_port(&t->orig_dst));
+        return;
+    }
+    uint32_t port = c->service_port && c->service_port->target_port ? c->service_port->target_port : c->port;
+    if (!port)
+        port = t->port;
+    const char *name = NULL;
+    if (t->sni[0])
+        name = t->sni;
+    else if (c->type == KEEL_CLUSTER_ORIGINAL_DST && c->service && c->host && c->host[0] && c->host[0] != '*')
+        name = c->host;
+    if (!name) {
+        fail(t, KEEL_RF(NO_HEALTHY_UPSTREAM),
+             c->type == KEEL_CLUSTER_DYNAMIC_DNS ? "dynamic_dns_without_sni" : "no_original_destination");
+        return;
+    }
+    snprintf(t->dst_name, sizeof(t->dst_name), "%s", name);
+    t->dst_port = port;
+    resolve_destination(t);
+}
+
+static void connect_upstream(struct keel_tconn *t)
+{
+    struct keel_pworker *pw = t->pw;
+    const struct keel_cluster *c = t->cluster;
+    t->cstats = keel_stats_cluster(pw->stats, c->name);
+    if (c->type == KEEL_CLUSTER_ORIGINAL_DST || c->type == KEEL_CLUSTER_DYNAMIC_DNS) {
+        dynamic_destination(t);
+        return;
+    }
+    if (!take_or_overflow(t))
+        return;
+    t->ep = keel_upstream_pick(pw, c, NULL);
+    if (!t->ep) {
+        fail(t, KEEL_RF(NO_HEALTHY_UPSTREAM), "no_healthy_upstream");
+        return;
+    }
+    connect_endpoint(t);
 }
 
 /* Chooses chain, route, destination and cluster; then connects. hello: the sni.c result (1 when none was read). */
@@ -895,12 +1050,28 @@ void keel_tcp_accept(struct keel_plistener *l, int fd, const struct keel_addr *p
     if (!t)
         return;
     keel_addr_format(peer, t->peer, sizeof(t->peer));
-    struct keel_addr local;
-    if (keel_sock_local_addr(fd, &local) == 0)
+    struct keel_addr local, dst;
+    bool have_local = keel_sock_local_addr(fd, &local) == 0;
+    if (have_local)
         keel_addr_format(&local, t->local, sizeof(t->local));
-    struct keel_addr dst;
-    if (keel_sock_original_dst(fd, &dst) == 0 || keel_sock_local_addr(fd, &dst) == 0)
+    if (keel_sock_original_dst(fd, &dst) == 0) {
         addr_ip(&dst, t->local_ip, sizeof(t->local_ip));
+        /* redirected when conntrack's destination is not where we accepted it (without NAT it is the same) */
+        char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN] = "", c[INET6_ADDRSTRLEN];
+        plain_ip(&dst, a, sizeof(a));
+        if (have_local)
+            plain_ip(&local, b, sizeof(b));
+        plain_ip(&l->addr, c, sizeof(c));
+        uint16_t dp = keel_addr_port(&dst);
+        bool is_local = have_local && strcmp(a, b) == 0 && dp == keel_addr_port(&local);
+        bool is_listener = strcmp(a, c) == 0 && dp == keel_addr_port(&l->addr);
+        if (!is_local && !is_listener && dp) {
+            t->orig_dst = dst;
+            t->has_orig_dst = true;
+        }
+    } else if (have_local) {
+        addr_ip(&local, t->local_ip, sizeof(t->local_ip));
+    }
     session_start(t);
 }
 
@@ -912,6 +1083,12 @@ void keel_tcp_takeover(struct keel_pworker *pw, int fd, const struct keel_tcp_ha
     snprintf(t->peer, sizeof(t->peer), "%s", h->peer);
     snprintf(t->local, sizeof(t->local), "%s", h->local);
     snprintf(t->local_ip, sizeof(t->local_ip), "%s", h->dst_ip ? h->dst_ip : "");
+    if (t->local_ip[0]) {
+        /* CONNECT to an IP: that is where the client wants to go (the original destination) */
+        char spec[KEEL_ADDR_MAX_INPUT];
+        snprintf(spec, sizeof(spec), strchr(t->local_ip, ':') ? "[%s]:%u" : "%s:%u", t->local_ip, h->port);
+        t->has_orig_dst = keel_addr_parse(spec, &t->orig_dst) == 0;
+    }
     if ((h->reply_len && side_send(t, &t->down, h->reply, h->reply_len) < 0) ||
         (h->n && keel_buf_append(&t->up.out, h->initial, h->n) != 0)) {
         fail(t, KEEL_RF(NO_ROUTE_FOUND), "out_of_memory");
