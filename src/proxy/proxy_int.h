@@ -237,7 +237,8 @@ struct keel_upconn {
     struct keel_cluster_stats *cstats;
     struct keel_upconn *next_idle;
     struct keel_tls_ctx *tls_ctx; /* TLS origination: the context asked for (owned by the worker's cache) */
-    const char *sni;              /* and the SNI to send (owned by the cache entry) */
+    const char *sni;              /* and the SNI to send (owned by the cache entry, or sni_own) */
+    char *sni_own;                /* a DYNAMIC_DNS request's host sent as SNI (upstream.c), or NULL */
     struct keel_tls_conn *tls;    /* the TLS connection once TCP is up, or NULL */
     struct keel_uph2 *h2;         /* HTTP/2 session (upstream_h2.c), or NULL: HTTP/1.1 */
     bool connected;

@@ -461,6 +461,7 @@ static void free_later(struct keel_loop *loop, struct keel_defer *d)
     keel_uph2_free(uc); /* here, not in upconn_close: a close may happen inside the session's callbacks */
     keel_buf_free(&uc->in);
     keel_buf_free(&uc->out);
+    free(uc->sni_own);
     keel_cluster_state_unref(uc->cs);
     keel_cluster_state_unref(uc->conn_cs);
     keel_host_state_unref(uc->hs);
@@ -868,7 +869,6 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
                          const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out)
 {
     const char *key = ep->hostport;
-    struct keel_upool *p = pool_get(pw, c, key, true);
     const struct keel_cluster_view *view = keel_cluster_view(pw, c);
     struct keel_cluster_stats *cstats = view->stats;
     const char *sni = NULL;
@@ -877,6 +877,15 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
         return KEEL_EINVAL; /* the context could not be built (logged): never fall back to plain text */
     }
+    /* Envoy's auto_sni and auto_san_validation for the dynamic forward proxy: without a DestinationRule `sni`, a
+     * DYNAMIC_DNS request's own host name is sent as the SNI and checked in the certificate, and its
+     * connections pool apart per host name (two names on one address never share a TLS session) */
+    const char *pool_ep = key, *dyn_sni = NULL;
+    if (tctx && c->type == KEEL_CLUSTER_DYNAMIC_DNS && !c->tls.sni && ep->hostname) {
+        dyn_sni = ep->hostname;
+        pool_ep = keel_arena_printf(st->arena, "%s@%s", ep->hostname, key);
+    }
+    struct keel_upool *p = pool_get(pw, c, pool_ep, true);
     /* the cluster's shared state (circuit breakers, outlier detection); none for the passthrough cluster */
     const struct keel_upcluster *u = view->u;
     struct keel_cluster_state *cs = u ? u->cs : NULL;
@@ -938,6 +947,8 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
     uc->cstats = cstats;
     uc->tls_ctx = tctx;
     uc->sni = sni;
+    if (dyn_sni && (uc->sni_own = strdup(dyn_sni)) != NULL)
+        uc->sni = uc->sni_own; /* the stream's arena may go before the handshake ends */
     uc->cs = keel_cluster_state_ref(cs);
     uc->hs = keel_host_state_ref(hs);
     uc->pending = cs != NULL;

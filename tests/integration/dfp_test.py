@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, cleanup, free_port, keel_arg, request, start_proxy, stop_proxy, summary,  # noqa: E402
                      wait_for_log, wait_ready, write_atomic)
 from dns_test import backend  # noqa: E402
-from upstream_tls_test import TLSServer, make_pki  # noqa: E402
+from upstream_tls_test import TLSServer, make_pki, openssl  # noqa: E402
 
 DEADLINE = 30  # seconds; a hang guard for polls, not a timing assertion
 WORKERS = 2
@@ -177,6 +177,22 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
+metadata: {{name: auto, namespace: default}}
+spec:
+  hosts: ["*.auto.test"]
+  location: MESH_EXTERNAL
+  ports: [{{number: {auto_port}, name: http, protocol: HTTP}}]
+  resolution: DYNAMIC_DNS
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: auto, namespace: default}}
+spec:
+  host: "*.auto.test"
+  trafficPolicy: {{tls: {{mode: SIMPLE, caCertificates: {ca}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
 metadata: {{name: h2, namespace: default}}
 spec:
   hosts: ["*.h2.test"]
@@ -222,6 +238,21 @@ def main():
     pki = make_pki(tmp)
     tls = TLSServer("tls-backend", pki, False)
     threading.Thread(target=tls.serve_forever, daemon=True).start()
+    # a TLS backend whose certificate names a.auto.test only, recording the SNI it is sent
+    dns.set("a.auto.test", ["127.0.0.1"])
+    dns.set("b.auto.test", ["127.0.0.1"])
+    auto_crt, auto_key = os.path.join(tmp, "auto.crt"), os.path.join(tmp, "auto.key")
+    with open(os.path.join(tmp, "auto.ext"), "w") as f:
+        f.write("subjectAltName=DNS:a.auto.test\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", auto_key, "-out", os.path.join(tmp, "auto.csr"),
+            "-subj", "/CN=a.auto.test")
+    openssl("x509", "-req", "-in", os.path.join(tmp, "auto.csr"), "-CA", pki["ca.crt"], "-CAkey", pki["ca.key"],
+            "-CAcreateserial", "-out", auto_crt, "-days", "2", "-extfile", os.path.join(tmp, "auto.ext"))
+    auto = TLSServer("auto-backend", pki, False)
+    auto.ctx.load_cert_chain(auto_crt, auto_key)
+    auto_sni = []
+    auto.ctx.sni_callback = lambda sock, name, ctx: auto_sni.append(name)
+    threading.Thread(target=auto.serve_forever, daemon=True).start()
     out, admin, h2_port = free_port(), free_port(), free_port()
     app_log = open(os.path.join(tmp, "app.log"), "w")
     app = subprocess.Popen([keel, "sample-app", "--listen", "127.0.0.2:%d" % h2_port, "--name", "h2-backend"],
@@ -231,7 +262,7 @@ def main():
     access = os.path.join(tmp, "access.log")
     write_atomic(os.path.join(cfgdir, "mesh.yaml"),
                  CONFIG.format(port=port, log=access, pt_lb="PASSTHROUGH", tls_port=tls.server_address[1],
-                               ca=pki["ca.crt"], h2_port=h2_port))
+                               ca=pki["ca.crt"], h2_port=h2_port, auto_port=auto.server_address[1]))
     plog = os.path.join(tmp, "proxy.log")
     log = open(plog, "w")
     proc = start_proxy(keel, "sidecar", cfgdir, admin, log, "--workload", "app.default", "--outbound",
@@ -294,6 +325,15 @@ def main():
         info = json.loads(r[1]) if r[0] == 200 else {}
         check("DYNAMIC_DNS + DestinationRule tls SIMPLE: TLS to the resolved address, certificate verified",
               info.get("name") == "tls-backend" and info.get("tls", "").startswith("TLS"), r)
+        # --- no DestinationRule sni on a DYNAMIC_DNS host: the request's host is the SNI and the name checked
+        # (Envoy's auto_sni / auto_san_validation)
+        r = via("a.auto.test", to_port=auto.server_address[1])
+        info = json.loads(r[1]) if r[0] == 200 else {}
+        check("DYNAMIC_DNS + tls SIMPLE without sni: the request's host a.auto.test is sent as SNI and verified",
+              info.get("name") == "auto-backend" and "a.auto.test" in auto_sni, (r, auto_sni))
+        r = via("b.auto.test", to_port=auto.server_address[1])
+        check("...and b.auto.test on the same address is refused: the certificate names a.auto.test only (503)",
+              r[0] == 503 and "b.auto.test" in auto_sni, (r, auto_sni))
         check("the HTTP/2 backend listens", poll(lambda: listening("127.0.0.2", h2_port)))
         r = via("x.h2.test", to_port=h2_port)
         info = json.loads(r[1]) if r[0] == 200 else {}
@@ -386,6 +426,7 @@ def main():
         one.shutdown()
         two.shutdown()
         tls.shutdown()
+        auto.shutdown()
         app.terminate()
         app.wait()
         app_log.close()
