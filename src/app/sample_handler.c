@@ -66,8 +66,9 @@ struct keel_sample_exchange {
     int status;
     struct keel_buf body;
     char len_text[KEEL_U64_STRLEN];
-    struct keel_http_header hdrs[4];
+    struct keel_http_header hdrs[5];
     size_t nhdrs;
+    char peer[64]; /* the client's "IP:port" (x-app-peer) */
     struct keel_timer timer;
     /* calls (EX_CALLING): between pthread_create and keel_async_send only the thread touches calls_json */
     pthread_t thread;
@@ -329,7 +330,8 @@ static void finish(struct keel_sample_exchange *ex, int status)
     ex->hdrs[1] = (struct keel_http_header){keel_str_c("x-app-name"), keel_str_c(o->name)};
     ex->hdrs[2] = (struct keel_http_header){keel_str_c("x-app-version"), keel_str_c(o->version)};
     ex->hdrs[3] = (struct keel_http_header){keel_str_c("x-app-id"), keel_str_c(ex->ctx->id)};
-    ex->nhdrs = 4;
+    ex->hdrs[4] = (struct keel_http_header){keel_str_c("x-app-peer"), keel_str_c(ex->peer)};
+    ex->nhdrs = 5;
 }
 
 /* Replaces the body with {"name":..,"version":..,"id":..,"error":msg} and finishes with status. */
@@ -444,6 +446,7 @@ struct keel_sample_exchange *keel_sample_exchange_start(struct keel_sample_ctx *
     if (!ex)
         return NULL;
     ex->ctx = ctx;
+    snprintf(ex->peer, sizeof(ex->peer), "%s", req->peer ? req->peer : "");
     ex->cb = cb;
     ex->data = data;
     keel_buf_init(&ex->body, KEEL_SAMPLE_MAX_BODY);

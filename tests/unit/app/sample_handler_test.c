@@ -164,9 +164,10 @@ static void test_ready_answers(void **state)
     assert_non_null(strstr(body(ex), "\"name\":\"svc\",\"version\":\"v9\",\"id\":\"host/1\""));
     const struct keel_http_header *h;
     size_t n = keel_sample_exchange_headers(ex, &h);
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 5);
     assert_true(keel_str_eq_c(h[1].name, "x-app-name") && keel_str_eq_c(h[1].value, "svc"));
     assert_true(keel_str_eq_c(h[2].name, "x-app-version") && keel_str_eq_c(h[2].value, "v9"));
+    assert_true(keel_str_eq_c(h[4].name, "x-app-peer") && keel_str_eq_c(h[4].value, "[::1]:5555"));
     keel_sample_exchange_free(ex);
 
     ex = start(f, "/ip");
