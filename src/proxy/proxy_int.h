@@ -9,7 +9,8 @@
  *   exchange.c  one request exchange whatever the client's protocol: route, upstream, response
  *   upstream_tls.c TLS origination (DestinationRule tls SIMPLE/MUTUAL): client contexts per worker
  *   upstream_h2.c  HTTP/2 to upstreams (gRPC, http2 ports, h2UpgradePolicy UPGRADE), nghttp2
- *   upstream.c  upstream connections, per-worker pools, endpoint choice, circuit breakers
+ *   upstream.c  upstream connections, per-worker pools, circuit breakers
+ *   upstream_pick.c  endpoint choice (the cluster's load balancer)
  *   outlier.c   upstream state shared by the workers: per cluster (circuit-breaker counts, ejections) and per
  *               cluster endpoint (consecutive errors, ejection), published with each snapshot (struct keel_upset)
  *   lb.c        the load balancer's pure parts: hashes, ring-hash/Maglev tables, locality priorities, ejection
@@ -261,6 +262,12 @@ struct keel_upconn {
     uint64_t connect_ms;                /* waiting: the connect timeout to use */
     struct keel_upconn *next_wait;
 };
+
+/* Requests in flight to endpoint ep of cluster c from this worker (LEAST_REQUEST compares them). */
+size_t keel_upstream_endpoint_active(struct keel_pworker *pw, const struct keel_cluster *c,
+                                     const struct keel_endpoint *ep);
+
+/* ---- upstream_pick.c ----------------------------------------------------------------------------------------- */
 
 /* Chooses an endpoint of c for a connection (LB policy of the cluster, ejections, locality), skipping `avoid` when
  * another exists. NULL when the cluster has no endpoint to use (503 UH). */
