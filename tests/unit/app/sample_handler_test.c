@@ -50,6 +50,11 @@ static void test_routes(void **state)
     assert_int_equal(r.kind, KEEL_SAMPLE_ROUTE_DELAY);
     assert_int_equal(r.delay_ms, 500);
     assert_int_equal(route("/delay/60").delay_ms, 60000);
+    r = route("/bytes/1000000");
+    assert_int_equal(r.kind, KEEL_SAMPLE_ROUTE_BYTES);
+    assert_int_equal(r.bytes, 1000000);
+    assert_int_equal(route("/bytes/4194305").kind, KEEL_SAMPLE_ROUTE_BAD_ARG);
+    assert_int_equal(route("/bytes/x").kind, KEEL_SAMPLE_ROUTE_BAD_ARG);
     assert_int_equal(route("/delay/0").delay_ms, 0);
     const char *bad_delay[] = {"/delay/",  "/delay/60.001", "/delay/61",  "/delay/-1",  "/delay/1e3",
                                "/delay/.", "/delay/abc",    "/delay/1/2", "/delay/0x10"};
