@@ -11,6 +11,8 @@ client address (keel's upstream connection) that carried each request. Checked:
   - a stream the upstream resets (/h2/reset: RST_STREAM) fails only that request: the slow requests on the same
     connection succeed and the connection carries the next request;
   - a client that goes away cancels only its stream: the others on the connection succeed, the connection stays;
+  - flow control per stream: an HTTP/2 client that never opens its window (SETTINGS_INITIAL_WINDOW_SIZE 0) for a
+    1 MB answer (/bytes/N) stalls only its stream; requests on the same upstream connection still succeed;
   - GOAWAY from the upstream (/h2/goaway): the streams in flight on that connection finish, new requests go to a
     new connection.
 Concurrency comes from threads released together at a barrier, each request waiting 3 s at the upstream: the
@@ -42,7 +44,7 @@ spec:
   - port: {{number: {gw}, name: http, protocol: HTTP}}
     hosts: ["*"]
 """
-for name in ("a", "lim", "mr", "rst", "cancel", "ga"):
+for name in ("a", "lim", "mr", "rst", "cancel", "ga", "fc"):
     CONFIG += """---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -140,6 +142,21 @@ def concurrent(gw, jobs):
     for t in ts:
         t.join()
     return out
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def stuck_h2_client(gw, host, path):
+    """An h2c client whose streams may receive no DATA (initial window 0, never a WINDOW_UPDATE): one GET. Returns
+    the socket, left open (close it to go away)."""
+    sk = socket.create_connection(("127.0.0.1", gw))
+    settings = (4).to_bytes(2, "big") + (0).to_bytes(4, "big")  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    # HPACK: :method GET (2), :scheme http (6), then :path and :authority as literals without indexing
+    block = bytes([0x82, 0x86, 0x04, len(path)]) + path.encode() + bytes([0x01, len(host)]) + host.encode()
+    sk.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, settings) + frame(1, 0x5, 1, block))
+    return sk
 
 
 def stat(admin, name, cluster):
@@ -256,6 +273,19 @@ def main():
         check("...still 1 connection (envoy_cluster_upstream_cx_total)",
               stat(admin, "envoy_cluster_upstream_cx_total", "outbound|80||cancel.test") == 1,
               stat(admin, "envoy_cluster_upstream_cx_total", "outbound|80||cancel.test"))
+
+        # --- per-stream flow control: a client that takes nothing stalls only its own stream
+        stuck = stuck_h2_client(gw, "fc.test", "/bytes/1000000")
+        time.sleep(0.5)  # keel buffers what it may of that answer, then stops acknowledging its DATA
+        res = concurrent(gw, [("fc.test", "/delay/1")] * 5)
+        check("flow control: a stuck client's stream does not stall the 5 others on its connection",
+              [s for s, _ in res] == [200] * 5, res)
+        check("...one upstream connection for all of them (envoy_cluster_upstream_cx_total 1)",
+              stat(admin, "envoy_cluster_upstream_cx_total", "outbound|80||fc.test") == 1 and len(per_peer(res)) == 1,
+              (stat(admin, "envoy_cluster_upstream_cx_total", "outbound|80||fc.test"), res))
+        stuck.close()
+        s, peer = get(gw, "fc.test", "/")
+        check("...the stuck client gone, the connection goes on", s == 200 and peer in per_peer(res), (s, peer))
 
         # --- GOAWAY from the upstream
         s, first = get(gw, "ga.test", "/")
