@@ -13,6 +13,8 @@ client address (keel's upstream connection) that carried each request. Checked:
   - a client that goes away cancels only its stream: the others on the connection succeed, the connection stays;
   - flow control per stream: an HTTP/2 client that never opens its window (SETTINGS_INITIAL_WINDOW_SIZE 0) for a
     1 MB answer (/bytes/N) stalls only its stream; requests on the same upstream connection still succeed;
+  - a route timeout (504) resets only its stream: the others on the connection succeed, the connection stays;
+  - a refused connect fails every stream waiting for that connection (503);
   - GOAWAY from the upstream (/h2/goaway): the streams in flight on that connection finish, new requests go to a
     new connection.
 Concurrency comes from threads released together at a barrier, each request waiting 3 s at the upstream: the
