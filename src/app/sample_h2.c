@@ -241,6 +241,16 @@ static void dispatch(struct keel_sample_h2 *h, struct h2_stream *s)
         .peer = h->peer,
     };
     s->head_only = keel_str_eq_c(req.method, "HEAD");
+    /* HTTP/2 only, for proxies' tests: /h2/reset answers with RST_STREAM (INTERNAL_ERROR); /h2/goaway is the echo
+     * of / preceded by a GOAWAY naming this stream last (the connection closes once its streams are done) */
+    if (keel_str_eq_c(path, "/h2/reset")) {
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    if (keel_str_eq_c(path, "/h2/goaway")) {
+        nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR, NULL, 0);
+        req.path = keel_str_c("/");
+    }
     s->ex = keel_sample_exchange_start(h->ctx, &req, on_exchange_done, s);
     if (!s->ex)
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);

@@ -66,8 +66,9 @@ struct keel_sample_exchange {
     int status;
     struct keel_buf body;
     char len_text[KEEL_U64_STRLEN];
-    struct keel_http_header hdrs[4];
+    struct keel_http_header hdrs[5];
     size_t nhdrs;
+    char peer[64]; /* the client's "IP:port" (x-app-peer) */
     struct keel_timer timer;
     /* calls (EX_CALLING): between pthread_create and keel_async_send only the thread touches calls_json */
     pthread_t thread;
@@ -121,7 +122,8 @@ int keel_sample_parse_milli(struct keel_str s, uint64_t max_milli, uint64_t *out
 struct keel_sample_route keel_sample_route_parse(struct keel_str path)
 {
     struct keel_sample_route r = {.kind = KEEL_SAMPLE_ROUTE_NOT_FOUND};
-    static const struct keel_str status_prefix = {"/status/", 8}, delay_prefix = {"/delay/", 7};
+    static const struct keel_str status_prefix = {"/status/", 8}, delay_prefix = {"/delay/", 7},
+                                 bytes_prefix = {"/bytes/", 7};
     if (keel_str_eq_c(path, "/")) {
         r.kind = KEEL_SAMPLE_ROUTE_ROOT;
     } else if (keel_str_eq_c(path, "/healthz")) {
@@ -149,6 +151,14 @@ struct keel_sample_route keel_sample_route_parse(struct keel_str path)
         } else {
             r.kind = KEEL_SAMPLE_ROUTE_DELAY;
             r.delay_ms = ms;
+        }
+    } else if (keel_str_has_prefix(path, bytes_prefix)) {
+        struct keel_str arg = {path.p + bytes_prefix.n, path.n - bytes_prefix.n};
+        if (keel_str_to_u64(arg, KEEL_SAMPLE_MAX_BODY, &r.bytes) != 0) {
+            r.kind = KEEL_SAMPLE_ROUTE_BAD_ARG;
+            r.error = "/bytes/N wants a number of bytes from 0 to 4194304";
+        } else {
+            r.kind = KEEL_SAMPLE_ROUTE_BYTES;
         }
     }
     return r;
@@ -329,7 +339,8 @@ static void finish(struct keel_sample_exchange *ex, int status)
     ex->hdrs[1] = (struct keel_http_header){keel_str_c("x-app-name"), keel_str_c(o->name)};
     ex->hdrs[2] = (struct keel_http_header){keel_str_c("x-app-version"), keel_str_c(o->version)};
     ex->hdrs[3] = (struct keel_http_header){keel_str_c("x-app-id"), keel_str_c(ex->ctx->id)};
-    ex->nhdrs = 4;
+    ex->hdrs[4] = (struct keel_http_header){keel_str_c("x-app-peer"), keel_str_c(ex->peer)};
+    ex->nhdrs = 5;
 }
 
 /* Replaces the body with {"name":..,"version":..,"id":..,"error":msg} and finishes with status. */
@@ -444,6 +455,7 @@ struct keel_sample_exchange *keel_sample_exchange_start(struct keel_sample_ctx *
     if (!ex)
         return NULL;
     ex->ctx = ctx;
+    snprintf(ex->peer, sizeof(ex->peer), "%s", req->peer ? req->peer : "");
     ex->cb = cb;
     ex->data = data;
     keel_buf_init(&ex->body, KEEL_SAMPLE_MAX_BODY);
@@ -463,7 +475,7 @@ struct keel_sample_exchange *keel_sample_exchange_start(struct keel_sample_ctx *
     int rc = 0;
     switch (r.kind) {
     case KEEL_SAMPLE_ROUTE_NOT_FOUND:
-        fail(ex, 404, "no such endpoint; try /, /headers, /ip, /status/CODE, /delay/SECONDS or /healthz");
+        fail(ex, 404, "no such endpoint; try /, /headers, /ip, /status/CODE, /delay/SECONDS, /bytes/N or /healthz");
         return ex;
     case KEEL_SAMPLE_ROUTE_BAD_ARG:
         fail(ex, 400, r.error);
@@ -496,6 +508,15 @@ struct keel_sample_exchange *keel_sample_exchange_start(struct keel_sample_ctx *
         rc = json_echo(b, ctx, req);
         if (!rc)
             rc = keel_buf_printf(b, ",\"delay_ms\":%llu}\n", (unsigned long long)r.delay_ms);
+        break;
+    case KEEL_SAMPLE_ROUTE_BYTES: /* N bytes of 'x' (large answers, for flow-control tests) */
+        for (uint64_t left = r.bytes; !rc && left > 0;) {
+            char xs[1024];
+            memset(xs, 'x', sizeof(xs));
+            size_t n = left < sizeof(xs) ? (size_t)left : sizeof(xs);
+            rc = keel_buf_append(b, xs, n);
+            left -= n;
+        }
         break;
     case KEEL_SAMPLE_ROUTE_ROOT:
         rc = json_echo(b, ctx, req);

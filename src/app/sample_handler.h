@@ -102,6 +102,7 @@ enum keel_sample_route_kind {
     KEEL_SAMPLE_ROUTE_IP,      /* "/ip" */
     KEEL_SAMPLE_ROUTE_STATUS,  /* "/status/CODE": code in status */
     KEEL_SAMPLE_ROUTE_DELAY,   /* "/delay/SECONDS": delay_ms */
+    KEEL_SAMPLE_ROUTE_BYTES,   /* "/bytes/N": bytes */
     KEEL_SAMPLE_ROUTE_BAD_ARG, /* a known endpoint with a malformed argument: 400, reason in error */
     KEEL_SAMPLE_ROUTE_NOT_FOUND,
 };
@@ -110,6 +111,7 @@ struct keel_sample_route {
     enum keel_sample_route_kind kind;
     int status;        /* STATUS */
     uint64_t delay_ms; /* DELAY */
+    uint64_t bytes;    /* BYTES */
     const char *error; /* BAD_ARG: static text */
 };
 

@@ -9,7 +9,8 @@
  *   exchange.c  one request exchange whatever the client's protocol: route, upstream, response
  *   upstream_tls.c TLS origination (DestinationRule tls SIMPLE/MUTUAL): client contexts per worker
  *   upstream_h2.c  HTTP/2 to upstreams (gRPC, http2 ports, h2UpgradePolicy UPGRADE), nghttp2
- *   upstream.c  upstream connections, per-worker pools, endpoint choice, circuit breakers
+ *   upstream.c  upstream connections, per-worker pools (HTTP/2 connections carry many streams), circuit breakers
+ *   upstream_pick.c  endpoint choice (the cluster's load balancer)
  *   outlier.c   upstream state shared by the workers: per cluster (circuit-breaker counts, ejections) and per
  *               cluster endpoint (consecutive errors, ejection), published with each snapshot (struct keel_upset)
  *   lb.c        the load balancer's pure parts: hashes, ring-hash/Maglev tables, locality priorities, ejection
@@ -48,6 +49,7 @@ struct keel_stream;
 struct keel_tconn;
 struct keel_downstream;
 struct keel_uph2;
+struct keel_uph2s;
 struct keel_dfp;
 
 /* Buffer limits per connection: reads stop (back-pressure) while the peer's
@@ -261,7 +263,26 @@ struct keel_upconn {
     uint64_t max_age_ms;                /* 0 = unlimited */
     uint64_t connect_ms;                /* waiting: the connect timeout to use */
     struct keel_upconn *next_wait;
+    /* HTTP/2 (upstream_h2.c): a connection (h2 set: socket, session) carries the streams of many attempts; each
+     * attempt is a handle (handle set: no socket of its own), which is what the exchange holds in st->uc */
+    bool handle;                     /* an HTTP/2 attempt handle */
+    bool no_new;                     /* a connection that takes no new stream (GOAWAY, limits, drain) */
+    bool write_failed;               /* a connection whose socket failed on write */
+    bool touched;                    /* a handle whose stream got response bytes in this read */
+    uint32_t nstreams;               /* a connection: handles on it */
+    uint32_t max_streams;            /* a connection: DestinationRule maxConcurrentStreams, 0 = the peer's limit */
+    struct keel_upconn *conn;        /* a handle: the connection carrying its stream (NULL while waiting) */
+    struct keel_uph2s *h2s;          /* a handle: its stream in the session, once the request went out */
+    struct keel_upconn *streams;     /* a connection: its handles */
+    struct keel_upconn *next_stream; /* a handle: the connection's list */
+    struct keel_upconn *prev_stream;
 };
+
+/* Requests in flight to endpoint ep of cluster c from this worker (LEAST_REQUEST compares them). */
+size_t keel_upstream_endpoint_active(struct keel_pworker *pw, const struct keel_cluster *c,
+                                     const struct keel_endpoint *ep);
+
+/* ---- upstream_pick.c ----------------------------------------------------------------------------------------- */
 
 /* Chooses an endpoint of c for a connection (LB policy of the cluster, ejections, locality), skipping `avoid` when
  * another exists. NULL when the cluster has no endpoint to use (503 UH). */
@@ -325,24 +346,38 @@ void keel_upstream_tls_free(struct keel_pworker *pw);
 
 /* ---- upstream_h2.c -------------------------------------------------------------------------------------------- */
 
-/* An HTTP/2 client session on uc (the preface and SETTINGS are queued at once). Returns 0 or KEEL_ENOMEM. */
-int keel_uph2_new(struct keel_upconn *uc);
-void keel_uph2_free(struct keel_upconn *uc);
-/* Opens the request stream of uc->st: h->method, h->path/query, fields (the first is Host, sent as :authority).
- * has_body: DATA follows (keel_uph2_body / _body_end), else END_STREAM on HEADERS. Returns 0 or KEEL_EINVAL. */
+/* The HTTP/2 client session of connection c (the preface and SETTINGS are queued at once). Returns 0 or
+ * KEEL_ENOMEM. keel_uph2_free() frees it with the state of every stream still open. */
+int keel_uph2_new(struct keel_upconn *c);
+void keel_uph2_free(struct keel_upconn *c);
+/* Opens the request stream of handle uc (bound to its connection uc->conn): h->method, h->path/query, fields (the
+ * first is Host, sent as :authority). has_body: DATA follows (keel_uph2_body / _body_end), else END_STREAM on
+ * HEADERS. Returns 0 or KEEL_EINVAL / KEEL_ENOMEM. */
 int keel_uph2_request(struct keel_upconn *uc, const struct keel_http_head *h, const struct keel_http_header *fields,
                       size_t n, bool has_body);
 void keel_uph2_body(struct keel_upconn *uc, const char *data, size_t len);
 void keel_uph2_body_end(struct keel_upconn *uc);
-/* Frames nghttp2 wants to send, into uc->out. Returns 0 or a negative code (session failed). */
-int keel_uph2_produce(struct keel_upconn *uc);
-/* Feeds uc->in to the session (responses reach the stream through keel_stream_upstream_head/_data/_end).
- * Returns 0, or a negative code when the session failed (uc must be closed). */
-int keel_uph2_consume(struct keel_upconn *uc);
-/* Request body bytes waiting to be framed. */
+/* Request body bytes of handle uc waiting to be framed. */
 size_t keel_uph2_pending(const struct keel_upconn *uc);
-/* The session can carry another request (no GOAWAY, no error, nothing of the last stream left). */
-bool keel_uph2_reusable(const struct keel_upconn *uc);
+/* Flow control of handle uc's response: pause (the client is behind) keeps received DATA unacknowledged; resuming
+ * gives it back to the stream's window. Returns true when a WINDOW_UPDATE was queued (the connection should flush). */
+bool keel_uph2_window(struct keel_upconn *uc, bool pause);
+/* The attempt on handle uc is over: its stream is reset (CANCEL) unless it ended both ways; the session forgets uc. */
+void keel_uph2_detach(struct keel_upconn *uc);
+/* Frames nghttp2 wants to send, into c->out (nothing from inside keel_uph2_consume). Returns 0 or a negative code. */
+int keel_uph2_produce(struct keel_upconn *c);
+/* Feeds c->in to the session (responses reach the streams through keel_stream_upstream_head/_data/_end).
+ * Returns 0, or a negative code when the session failed (c must be closed). */
+int keel_uph2_consume(struct keel_upconn *c);
+/* Inside keel_uph2_consume (nghttp2's callbacks): no sending now. */
+bool keel_uph2_in_recv(const struct keel_upconn *c);
+/* The session can open more streams (no GOAWAY, no error, stream ids left). */
+bool keel_uph2_reusable(const struct keel_upconn *c);
+/* The peer's SETTINGS_MAX_CONCURRENT_STREAMS (unlimited until its SETTINGS arrive). */
+uint32_t keel_uph2_peer_streams(const struct keel_upconn *c);
+/* upstream.c: the server reset handle uc's stream before its response ended (unprocessed: refused under a GOAWAY,
+ * safe to send again). Fails that attempt only. */
+void keel_upstream_stream_failed(struct keel_upconn *uc, bool unprocessed);
 
 /* ---- lb.c: pure functions ------------------------------------------------------------------------------------ */
 

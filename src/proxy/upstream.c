@@ -1,27 +1,24 @@
 /*
- * upstream.c - connections to upstream endpoints, per-worker pools, the
- * choice of an endpoint and the circuit breakers (see proxy_int.h).
+ * upstream.c - connections to upstream endpoints, per-worker pools and the
+ * circuit breakers (see proxy_int.h).
  *
  * Each worker keeps, per endpoint ("ip:port"), a LIFO of idle keep-alive
- * connections; a pooled connection keeps read interest so that a server
- * closing it is noticed and the connection dropped before anyone reuses it.
+ * HTTP/1.1 connections; a pooled connection keeps read interest so that a
+ * server closing it is noticed and the connection dropped before anyone
+ * reuses it. HTTP/2 connections carry many streams at once (Envoy's HTTP/2
+ * pool): the pool's HTTP/2 lists hold the connections that may take another
+ * stream (busy or idle, connected or still connecting); an attempt gets a
+ * handle (a keel_upconn without a socket) bound to one of them with room
+ * (streams below the peer's SETTINGS_MAX_CONCURRENT_STREAMS and the
+ * DestinationRule's maxConcurrentStreams), else a new connection is opened.
+ * A connection leaves the list when it takes no new stream (GOAWAY, error,
+ * maxRequestsPerConnection streams carried, maxConnectionDuration, drain)
+ * and closes with its last stream; one without streams closes after
+ * idleTimeout from its last stream's end. See upstream_h2.c for the streams.
  * Pools are the worker's own; the counts the DestinationRule limits apply to
  * are the cluster's, shared by every worker (outlier.c).
  *
- * Endpoint choice follows the cluster's DestinationRule load balancer over
- * the endpoints that are not ejected by outlier detection (all of them in
- * panic: fewer healthy than minHealthPercent), in the best locality priority
- * that has healthy endpoints (traffic spills to the next as Envoy's does):
- * ROUND_ROBIN (a per-worker cursor per cluster), RANDOM, LEAST_REQUEST
- * (Envoy's default: the better of two random endpoints by requests in flight
- * from this worker), RING_HASH and MAGLEV on a hash of the request's header,
- * cookie (generated and set on the response when absent and a ttl is given),
- * query parameter or source IP (a request without one is balanced at
- * random). Weighted choices use the endpoints' weights, scaled by locality
- * `distribute` and by warmup (slow start) for endpoints added to an existing
- * cluster (not those present when the cluster appeared, at the proxy's
- * start or with a new cluster: Envoy's rule), under ROUND_ROBIN and
- * LEAST_REQUEST only (the load balancers Envoy's slow start exists for).
+ * Endpoint choice (the load balancers) is upstream_pick.c's.
  *
  * Circuit breakers (connectionPool), as Envoy applies them per cluster and
  * proxy: http2MaxRequests caps requests in flight, maxConnections the open
@@ -32,8 +29,12 @@
  * request is refused at once: KEEL_EOVERFLOW, which the exchange answers
  * with 503 UO. A request over maxConnections but within the pending limit
  * waits in its pool (a placeholder connection without a socket) until a
- * connection of that pool is released or closed. maxRequestsPerConnection,
- * maxConnectionDuration and idleTimeout end pooled connections.
+ * connection of that pool is released or closed (for HTTP/2: until a
+ * connection has room). maxRequestsPerConnection, maxConnectionDuration and
+ * idleTimeout end pooled connections. maxConnections counts connections (an
+ * HTTP/2 connection once, whatever its streams), http2MaxRequests requests;
+ * the per-attempt counts (rq, pending, retries) and outlier reports are the
+ * handle's, as for an HTTP/1.1 attempt.
  */
 #include "proxy/stream.h"
 
@@ -75,383 +76,11 @@ static struct keel_upool *pool_get(struct keel_pworker *pw, const struct keel_cl
     return p;
 }
 
-static size_t endpoint_active(struct keel_pworker *pw, const struct keel_cluster *c, const struct keel_endpoint *ep)
+size_t keel_upstream_endpoint_active(struct keel_pworker *pw, const struct keel_cluster *c,
+                                     const struct keel_endpoint *ep)
 {
     struct keel_upool *p = pool_get(pw, c, ep->hostport, false);
     return p ? p->active : 0;
-}
-
-/* ---- endpoint choice ------------------------------------------------------------------------------------------- */
-
-/* One choice: which endpoints may be used, and with what weight. */
-struct pick {
-    struct keel_pworker *pw;
-    const struct keel_cluster *c;
-    const struct keel_upcluster *u; /* NULL: no policies (no states for this cluster) */
-    const struct keel_endpoint *avoid;
-    bool panic;
-    bool warming;  /* some endpoint is in its warmup window */
-    int prio;      /* -1: every priority */
-    int skip_prio; /* retryRemoteLocalities: the priority a retry leaves (Envoy's previous_priorities), or -1 */
-    uint64_t now;
-};
-
-static bool eligible(const struct pick *x, size_t i)
-{
-    const struct keel_upcluster *u = x->u;
-    if (!u)
-        return true;
-    if (x->prio >= 0 && u->prio[i] != x->prio)
-        return false;
-    if (!u->weight[i])
-        return false;
-    return x->panic || !keel_host_ejected(u->hosts[i]);
-}
-
-/* How long endpoint i has been in its cluster (warmup): UINT64_MAX for one that came with the cluster (never
- * warming); 0 while this worker's clock still reads earlier than the main thread's that stamped it. */
-static uint64_t warmup_age(const struct pick *x, size_t i)
-{
-    uint64_t added = x->u->hosts[i]->added_ms;
-    if (!added)
-        return UINT64_MAX;
-    return x->now > added ? x->now - added : 0;
-}
-
-static uint64_t weight_of(const struct pick *x, size_t i)
-{
-    const struct keel_endpoint *e = &x->c->endpoints[i];
-    uint64_t w = x->u ? x->u->weight[i] : (e->weight ? e->weight : 1);
-    if (x->warming) {
-        const struct keel_cluster_lb *lb = &x->c->lb;
-        uint64_t age = warmup_age(x, i);
-        double f =
-            keel_lb_warmup_factor(age, (uint64_t)(lb->warmup / 1000000), lb->warmup_min_percent, lb->warmup_aggression);
-        w = (uint64_t)((double)w * 1000.0 * f);
-        if (!w)
-            w = 1;
-    }
-    return w;
-}
-
-/* weighted choice among the eligible endpoints (skipping avoid when another exists) by a random value */
-static const struct keel_endpoint *weighted(const struct pick *x, uint64_t r, bool skip_avoid)
-{
-    const struct keel_cluster *c = x->c;
-    uint64_t total = 0;
-    for (size_t i = 0; i < c->n_endpoints; i++)
-        if (eligible(x, i) && !(skip_avoid && &c->endpoints[i] == x->avoid))
-            total += weight_of(x, i);
-    if (!total)
-        return NULL;
-    r %= total;
-    const struct keel_endpoint *last = NULL;
-    for (size_t i = 0; i < c->n_endpoints; i++) {
-        if (!eligible(x, i) || (skip_avoid && &c->endpoints[i] == x->avoid))
-            continue;
-        uint64_t w = weight_of(x, i);
-        if (r < w)
-            return &c->endpoints[i];
-        r -= w;
-        last = &c->endpoints[i];
-    }
-    return last;
-}
-
-/* Chooses the locality priority by the share of traffic each can take (Envoy's priority load); false when no
- * endpoint can be used. */
-static bool choose_priority(struct pick *x)
-{
-    const struct keel_upcluster *u = x->u;
-    const struct keel_cluster *c = x->c;
-    uint32_t healthy[KEEL_LB_MAX_PRIORITIES] = {0}, total[KEEL_LB_MAX_PRIORITIES] = {0};
-    uint32_t all_healthy = 0, all = 0;
-    for (size_t i = 0; i < c->n_endpoints; i++) {
-        if (!u->weight[i])
-            continue;
-        bool ok = !keel_host_ejected(u->hosts[i]);
-        total[u->prio[i]]++;
-        healthy[u->prio[i]] += ok;
-        all++;
-        all_healthy += ok;
-    }
-    if (!all)
-        return false;
-    /* panic (Envoy's healthy_panic_threshold = minHealthPercent): too few healthy, ejections are ignored */
-    uint32_t panic = c->outlier.enabled ? c->outlier.min_health_percent : 0;
-    x->panic = panic && (uint64_t)all_healthy * 100 < (uint64_t)panic * all;
-    if (x->panic)
-        for (unsigned p = 0; p < u->n_prio; p++)
-            healthy[p] = total[p];
-    if (u->n_prio <= 1) {
-        x->prio = -1;
-        return x->panic || all_healthy > 0;
-    }
-    if (x->skip_prio >= 0 && (unsigned)x->skip_prio < u->n_prio) {
-        /* a retry with retryRemoteLocalities goes elsewhere when elsewhere has a healthy endpoint */
-        uint32_t others = 0;
-        for (unsigned p = 0; p < u->n_prio; p++)
-            others += (int)p == x->skip_prio ? 0 : healthy[p];
-        if (others)
-            healthy[x->skip_prio] = 0;
-    }
-    uint32_t load[KEEL_LB_MAX_PRIORITIES];
-    keel_lb_priority_load(healthy, total, u->n_prio, load);
-    uint32_t r = keel_pworker_random(x->pw) % 100, acc = 0;
-    for (unsigned p = 0; p < u->n_prio; p++) {
-        acc += load[p];
-        if (load[p] && r < acc) {
-            x->prio = (int)p;
-            return true;
-        }
-    }
-    return false; /* nothing healthy anywhere */
-}
-
-/* The n-th eligible endpoint (round robin), skipping avoid when another exists. */
-static const struct keel_endpoint *nth_eligible(const struct pick *x, uintptr_t cur)
-{
-    const struct keel_cluster *c = x->c;
-    size_t count = 0;
-    for (size_t i = 0; i < c->n_endpoints; i++)
-        count += eligible(x, i);
-    if (!count)
-        return NULL;
-    for (int round = 0; round < 2; round++, cur++) {
-        size_t want = cur % count, k = 0;
-        for (size_t i = 0; i < c->n_endpoints; i++) {
-            if (!eligible(x, i))
-                continue;
-            if (k++ == want) {
-                if (&c->endpoints[i] == x->avoid && count > 1 && round == 0)
-                    break;
-                return &c->endpoints[i];
-            }
-        }
-    }
-    return NULL;
-}
-
-static const struct keel_endpoint *round_robin(struct pick *x)
-{
-    /* per-worker cursor per cluster; the key is our own copy of the name, since the snapshot that owns c->name
-     * may be gone by the next request */
-    struct keel_pworker *pw = x->pw;
-    const struct keel_cluster *c = x->c;
-    size_t klen = strlen(c->name);
-    uintptr_t cur = 0;
-    void *v = keel_map_get(&pw->rr, c->name, klen);
-    if (v) {
-        cur = (uintptr_t)v - 1;
-    } else {
-        char *key = strdup(c->name);
-        if (!key || keel_map_put(&pw->rr, key, klen, (void *)1, NULL) != 0) {
-            free(key);
-            return weighted(x, keel_pworker_random(pw), true);
-        }
-    }
-    const struct keel_endpoint *ep = nth_eligible(x, cur);
-    keel_map_put(&pw->rr, c->name, klen, (void *)(cur + 2), NULL); /* existing key: kept, value replaced */
-    return ep;
-}
-
-/* Consistent hash: the ring's first eligible endpoint at or after h, or Maglev's entry (probing on when ejected). */
-static const struct keel_endpoint *by_hash(const struct pick *x, uint64_t h)
-{
-    const struct keel_upcluster *u = x->u;
-    const struct keel_cluster *c = x->c;
-    if (c->lb.policy == KEEL_LB_RING_HASH && u->ring.n) {
-        size_t at = keel_lb_ring_find(&u->ring, h);
-        for (size_t k = 0; k < u->ring.n; k++) {
-            uint32_t i = u->ring.host[(at + k) % u->ring.n];
-            if (eligible(x, i) && &c->endpoints[i] != x->avoid)
-                return &c->endpoints[i];
-        }
-    } else if (c->lb.policy == KEEL_LB_MAGLEV && u->maglev.size) {
-        uint64_t hh = h;
-        for (int k = 0; k < 64; k++) {
-            uint32_t i = u->maglev.table[hh % u->maglev.size];
-            if (eligible(x, i) && &c->endpoints[i] != x->avoid)
-                return &c->endpoints[i];
-            hh = keel_lb_hash(&hh, sizeof(hh));
-        }
-    }
-    return NULL;
-}
-
-static const struct keel_endpoint *pick(struct keel_pworker *pw, const struct keel_cluster *c,
-                                        const struct keel_endpoint *avoid, bool has_hash, uint64_t hash,
-                                        const struct keel_endpoint *leave_prio_of)
-{
-    if (!c || c->n_endpoints == 0)
-        return NULL;
-    struct pick x = {.pw = pw, .c = c, .avoid = avoid, .prio = -1, .skip_prio = -1, .now = keel_loop_now_ms(pw->loop)};
-    x.u = keel_cluster_view(pw, c)->u;
-    if (x.u && (x.u->c != c || !x.u->hosts))
-        x.u = NULL; /* a stream of an older config generation: balanced without policies */
-    if (x.u && leave_prio_of && leave_prio_of >= c->endpoints && leave_prio_of < c->endpoints + c->n_endpoints)
-        x.skip_prio = (int)x.u->prio[leave_prio_of - c->endpoints];
-    if (!x.u && c->n_endpoints == 1)
-        return &c->endpoints[0];
-    if (x.u && !choose_priority(&x))
-        return NULL; /* every endpoint ejected, and no panic: 503 UH (no_healthy_upstream) */
-    if (x.u && c->lb.warmup > 0 && (c->lb.policy == KEEL_LB_ROUND_ROBIN || c->lb.policy == KEEL_LB_LEAST_REQUEST)) {
-        uint64_t window = (uint64_t)(c->lb.warmup / 1000000);
-        for (size_t i = 0; i < c->n_endpoints && !x.warming; i++)
-            x.warming = eligible(&x, i) && warmup_age(&x, i) < window;
-    }
-    const struct keel_endpoint *ep = NULL;
-    switch (c->lb.policy) {
-    case KEEL_LB_RING_HASH:
-    case KEEL_LB_MAGLEV:
-        if (x.u && has_hash)
-            ep = by_hash(&x, hash);
-        if (!ep)
-            ep = weighted(&x, keel_pworker_random(pw), true);
-        break;
-    case KEEL_LB_ROUND_ROBIN:
-        ep = x.warming ? weighted(&x, keel_pworker_random(pw), true) : round_robin(&x);
-        break;
-    case KEEL_LB_RANDOM:
-        ep = weighted(&x, keel_pworker_random(pw), true);
-        break;
-    default: {
-        /* LEAST_REQUEST: power of two choices */
-        const struct keel_endpoint *a = weighted(&x, keel_pworker_random(pw), true);
-        const struct keel_endpoint *b = weighted(&x, keel_pworker_random(pw), true);
-        ep = !a || !b ? (a ? a : b) : a == b ? a : endpoint_active(pw, c, b) < endpoint_active(pw, c, a) ? b : a;
-        break;
-    }
-    }
-    return ep ? ep : weighted(&x, keel_pworker_random(pw), false); /* only `avoid` is left */
-}
-
-const struct keel_endpoint *keel_upstream_pick(struct keel_pworker *pw, const struct keel_cluster *c,
-                                               const struct keel_endpoint *avoid)
-{
-    return pick(pw, c, avoid, false, 0, NULL);
-}
-
-/* The value of cookie `name` in the request's Cookie fields (quotes removed), or false. */
-static bool find_cookie(const struct keel_http_head *h, const char *name, struct keel_str *out)
-{
-    size_t nlen = strlen(name);
-    for (size_t i = 0; i < h->nheaders; i++) {
-        if (!keel_str_caseeq(h->headers[i].name, KEEL_STR_LIT("cookie")))
-            continue;
-        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.n;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            const char *stop = semi ? semi : end;
-            const char *eq = memchr(p, '=', (size_t)(stop - p));
-            if (eq && (size_t)(eq - p) == nlen && !memcmp(p, name, nlen)) {
-                const char *v = eq + 1, *ve = stop;
-                while (ve > v && ve[-1] == ' ')
-                    ve--;
-                if (ve - v >= 2 && *v == '"' && ve[-1] == '"')
-                    v++, ve--;
-                *out = (struct keel_str){v, (size_t)(ve - v)};
-                return true;
-            }
-            p = stop;
-        }
-    }
-    return false;
-}
-
-static bool find_query(struct keel_str q, const char *name, struct keel_str *out)
-{
-    size_t nlen = strlen(name);
-    const char *p = q.p, *end = q.p + q.n;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        const char *ne = eq ? eq : stop;
-        if ((size_t)(ne - p) == nlen && !memcmp(p, name, nlen)) {
-            *out = eq ? (struct keel_str){eq + 1, (size_t)(stop - eq - 1)} : (struct keel_str){"", 0};
-            return true;
-        }
-        p = stop + (amp ? 1 : 0);
-    }
-    return false;
-}
-
-/* The request's hash for consistent-hash policies; false when it has none (then: random). */
-static bool request_hash(struct keel_stream *st, const struct keel_cluster *c, uint64_t *h)
-{
-    const struct keel_cluster_lb *lb = &c->lb;
-    struct keel_str v;
-    switch (lb->hash_key) {
-    case KEEL_HASH_HEADER: {
-        const struct keel_str *hv = lb->hash_name ? keel_http_head_get(&st->req, lb->hash_name) : NULL;
-        if (!hv)
-            return false;
-        *h = keel_lb_hash(hv->p, hv->n);
-        return true;
-    }
-    case KEEL_HASH_SOURCE_IP:
-        *h = keel_lb_hash(st->ds->peer_ip, strlen(st->ds->peer_ip));
-        return true;
-    case KEEL_HASH_QUERY_PARAM:
-        if (!lb->hash_name || !find_query(st->req.query, lb->hash_name, &v))
-            return false;
-        *h = keel_lb_hash(v.p, v.n);
-        return true;
-    case KEEL_HASH_COOKIE: {
-        if (!lb->hash_name)
-            return false;
-        if (find_cookie(&st->req, lb->hash_name, &v)) {
-            *h = keel_lb_hash(v.p, v.n);
-            return true;
-        }
-        if (lb->cookie_ttl <= 0)
-            return false; /* Envoy generates the cookie only when a ttl is given */
-        /* Envoy's generated value: the hash of the client's address, so a client's concurrent requests agree */
-        char val[17];
-        snprintf(val, sizeof(val), "%016llx", (unsigned long long)keel_lb_hash(st->ds->peer, strlen(st->ds->peer)));
-        *h = keel_lb_hash(val, 16);
-        if (!st->set_cookie) {
-            size_t cap = strlen(lb->hash_name) + (lb->cookie_path ? strlen(lb->cookie_path) : 0) + 80;
-            char *sc = keel_arena_alloc(st->arena, cap);
-            if (sc) {
-                int n = snprintf(sc, cap, "%s=\"%s\"; Max-Age=%lld", lb->hash_name, val,
-                                 (long long)(lb->cookie_ttl / 1000000000));
-                if (lb->cookie_path && lb->cookie_path[0] && n > 0 && (size_t)n < cap)
-                    n += snprintf(sc + n, cap - (size_t)n, "; Path=%s", lb->cookie_path);
-                if (n > 0 && (size_t)n < cap)
-                    snprintf(sc + n, cap - (size_t)n, "; HttpOnly");
-                st->set_cookie = sc;
-            }
-        }
-        return true;
-    }
-    default:
-        return false;
-    }
-}
-
-const struct keel_endpoint *keel_upstream_pick_request(struct keel_stream *st, const struct keel_cluster *c,
-                                                       const struct keel_endpoint *last)
-{
-    uint64_t h = 0;
-    bool has = c && (c->lb.policy == KEEL_LB_RING_HASH || c->lb.policy == KEEL_LB_MAGLEV) && request_hash(st, c, &h);
-    const struct keel_retry_policy *rp = st->route ? &st->route->action->retry : NULL;
-    /* Envoy's retry predicates as Istio sets them: previous_hosts unless retryIgnorePreviousHosts is false (or the
-     * route hashes), previous_priorities with retryRemoteLocalities */
-    const struct keel_endpoint *avoid = last && (!rp || rp->previous_hosts) ? last : NULL;
-    const struct keel_endpoint *leave = last && rp && rp->previous_priorities ? last : NULL;
-    return pick(st->ds->pw, c, avoid, has, h, leave);
-}
-
-size_t keel_upstream_response_fields(const struct keel_stream *st, struct keel_http_header *h, size_t cap)
-{
-    if (!st->set_cookie || cap == 0)
-        return 0;
-    h[0] = (struct keel_http_header){KEEL_STR_LIT("set-cookie"), keel_str_c(st->set_cookie)};
-    return 1;
 }
 
 static void free_later(struct keel_loop *loop, struct keel_defer *d)
@@ -536,6 +165,11 @@ static void attempt_end(struct keel_upconn *uc)
 }
 
 static void pool_service(struct keel_loop *loop, struct keel_defer *d);
+static void h2_unbind(struct keel_upconn *h);
+static void handle_fail(struct keel_upconn *h, int err, bool connect_phase, bool reused);
+static void h2_conn_fail(struct keel_upconn *c, int err);
+static void h2_conn_ready(struct keel_upconn *c);
+static void h2_conn_io(struct keel_upconn *c, uint32_t ev);
 
 /* Serves the pool's waiting requests from the next loop iteration (never inside the caller's stack). */
 static void pool_kick(struct keel_pworker *pw, struct keel_upool *p)
@@ -585,6 +219,20 @@ static void on_timer(struct keel_loop *loop, struct keel_timer *t)
 {
     (void)loop;
     struct keel_upconn *uc = t->data;
+    if (uc->h2) {
+        if (!uc->connected) {
+            keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_TIMEOUT, 1);
+            keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+            h2_conn_fail(uc, KEEL_ETIMEDOUT);
+        } else if (uc->nstreams == 0) {
+            bool aged = uc->max_age_ms && keel_loop_now_ms(uc->pw->loop) - uc->created_ms >= uc->max_age_ms;
+            keel_cstats_add(uc->cstats,
+                            aged ? KEEL_CSTAT_UPSTREAM_CX_MAX_DURATION_REACHED : KEEL_CSTAT_UPSTREAM_CX_IDLE_TIMEOUT,
+                            1);
+            upconn_close(uc);
+        }
+        return;
+    }
     if (uc->st && !uc->connected) {
         keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_TIMEOUT, 1);
         keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
@@ -655,6 +303,10 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         }
         if (rc != 0) {
             keel_cstats_add(uc->cstats, KEEL_CSTAT_UPSTREAM_CX_CONNECT_FAIL, 1);
+            if (uc->h2) {
+                h2_conn_fail(uc, rc);
+                return;
+            }
             report_local(uc, st, KEEL_OUTCOME_CONNECT_FAILED);
             attempt_end(uc);
             uc->st = NULL;
@@ -672,8 +324,14 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         if (keel_sock_local_addr(uc->fd, &local) == 0)
             keel_addr_format(&local, uc->local, sizeof(uc->local));
         keel_io_modify(&uc->io, KEEL_IO_READ);
-        if (st)
+        if (uc->h2)
+            h2_conn_ready(uc);
+        else if (st)
             keel_stream_upstream_ready(st);
+        return;
+    }
+    if (uc->h2) {
+        h2_conn_io(uc, ev);
         return;
     }
     if (!uc->st && uc->tls && !uc->h2 && (ev & KEEL_IO_READ)) {
@@ -685,12 +343,7 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
         return;
     }
     if (!uc->st) {
-        /* pooled: HTTP/2 control frames (SETTINGS, PING, GOAWAY) are answered; any other byte or EOF means the
-         * server is done with us */
-        if (uc->h2 && (ev & KEEL_IO_READ) && read_some(uc) > 0 && keel_uph2_consume(uc) == 0 &&
-            keel_uph2_reusable(uc) && keel_upstream_flush(uc) == 0)
-            return;
-        upconn_close(uc);
+        upconn_close(uc); /* pooled HTTP/1.1: any byte or EOF means the server is done with us */
         return;
     }
     if (ev & KEEL_IO_WRITE) {
@@ -706,23 +359,7 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
     }
     if (ev & (KEEL_IO_READ | KEEL_IO_ERROR)) {
         int rc = read_some(uc);
-        if (rc > 0 && uc->h2) {
-            struct keel_stream *st = uc->st;
-            rc = keel_uph2_consume(uc); /* the response reaches st through the session's callbacks */
-            if (rc < 0) {
-                if (!uc->closed)
-                    keel_upstream_fail(uc, rc);
-                return;
-            }
-            if (uc->closed)
-                return;
-            if (keel_upstream_flush(uc) < 0) {
-                keel_upstream_fail(uc, KEEL_ECLOSED);
-                return;
-            }
-            if (uc->st == st && st)
-                st->ds->ops->flush(st); /* what the callbacks gave the client goes out now */
-        } else if (rc > 0) {
+        if (rc > 0) {
             keel_stream_upstream_readable(uc->st);
         } else if (rc < 0 && rc != KEEL_EAGAIN) {
             keel_upstream_fail(uc, rc);
@@ -732,6 +369,15 @@ static void on_io(struct keel_loop *loop, struct keel_io *io, uint32_t ev)
 
 void keel_upstream_fail(struct keel_upconn *uc, int err)
 {
+    if (uc->handle) {
+        struct keel_upconn *c = uc->conn;
+        bool dead = c && c->write_failed; /* the connection's socket failed: every stream on it fails */
+        h2_unbind(uc);
+        handle_fail(uc, err, false, dead && uc->reused);
+        if (dead && !c->closed)
+            h2_conn_fail(c, KEEL_ECLOSED);
+        return;
+    }
     struct keel_stream *st = uc->st;
     bool reused = uc->reused;
     /* a reset before the response is a local-origin failure for outlier detection; a pooled connection the
@@ -748,7 +394,9 @@ void keel_upstream_fail(struct keel_upconn *uc, int err)
 
 size_t keel_upstream_pending(const struct keel_upconn *uc)
 {
-    return uc->out.len + (uc->h2 ? keel_uph2_pending(uc) : 0);
+    if (uc->handle)
+        return (uc->conn ? uc->conn->out.len : 0) + keel_uph2_pending(uc);
+    return uc->out.len;
 }
 
 static struct keel_upconn *upconn_new(struct keel_pworker *pw, struct keel_upool *pool, struct keel_stream *st,
@@ -830,6 +478,7 @@ static void set_conn_limits(struct keel_upconn *uc, const struct keel_cluster *c
     if (l->max_connection_duration > 0 && !uc->max_age_ms)
         uc->max_age_ms = 1;
     uc->max_requests = l->max_requests_per_connection;
+    uc->max_streams = l->max_concurrent_streams;
     if (uc->fd >= 0 && l->tcp_keepalive && !uc->keepalive_set) {
         /* a pooled connection another cluster opened (pools are per endpoint): this cluster's keepalive from now on */
         keel_sock_set_keepalive(uc->fd, (int)(l->keepalive_time / 1000000000LL),
@@ -863,6 +512,281 @@ static bool over(_Atomic uint32_t *count, uint32_t max)
         return true;
     }
     return false;
+}
+
+/* ---- HTTP/2: connections carrying the streams of many attempts ------------------------------------------------ */
+
+static bool h2_has_room(struct keel_upconn *c)
+{
+    if (c->closed || c->no_new || !keel_uph2_reusable(c))
+        return false;
+    if (c->max_requests && c->requests >= c->max_requests)
+        return false;
+    if (c->max_age_ms && keel_loop_now_ms(c->pw->loop) - c->created_ms >= c->max_age_ms)
+        return false;
+    uint32_t lim = keel_uph2_peer_streams(c);
+    if (c->max_streams && c->max_streams < lim)
+        lim = c->max_streams;
+    return c->nstreams < lim;
+}
+
+/* A connection of pool list k (same client TLS context) that takes one more stream, or NULL. */
+static struct keel_upconn *h2_find(struct keel_upool *p, int k, const struct keel_tls_ctx *tctx)
+{
+    for (struct keel_upconn *c = p->idle[k]; c; c = c->next_idle)
+        if (c->tls_ctx == tctx && h2_has_room(c))
+            return c;
+    return NULL;
+}
+
+static void h2_no_new(struct keel_upconn *c)
+{
+    c->no_new = true;
+    pool_remove(c);
+}
+
+/* After a stream ended or the session changed: a connection that takes no new stream closes with its last stream;
+ * one without streams waits idle (http.idleTimeout from the last stream's end); waiting requests hear of room. */
+static void h2_settle(struct keel_upconn *c)
+{
+    if (c->closed)
+        return;
+    uint64_t age = keel_loop_now_ms(c->pw->loop) - c->created_ms;
+    bool aged = c->max_age_ms && age >= c->max_age_ms;
+    if (!c->no_new && (!keel_uph2_reusable(c) || c->pw->draining || aged)) {
+        if (aged)
+            keel_cstats_add(c->cstats, KEEL_CSTAT_UPSTREAM_CX_MAX_DURATION_REACHED, 1);
+        h2_no_new(c);
+    }
+    if (c->connected && c->nstreams == 0) {
+        if (c->no_new) {
+            upconn_close(c);
+            return;
+        }
+        uint64_t ms = c->idle_ms ? c->idle_ms : KEEL_PROXY_UP_IDLE_MS;
+        if (c->max_age_ms && c->max_age_ms - age < ms)
+            ms = c->max_age_ms - age;
+        keel_timer_stop(&c->timer);
+        keel_timer_start(c->pw->loop, &c->timer, ms ? ms : 1, on_timer, c);
+    }
+    pool_kick(c->pw, c->pool);
+}
+
+/* Puts handle h on connection c (the attempt's limits become the connection's). */
+static void h2_bind(struct keel_upconn *h, struct keel_upconn *c)
+{
+    h->conn = c;
+    h->waiting = false;
+    h->prev_stream = NULL;
+    h->next_stream = c->streams;
+    if (c->streams)
+        c->streams->prev_stream = h;
+    c->streams = h;
+    if (c->nstreams++ == 0 && c->connected)
+        keel_timer_stop(&c->timer); /* the idle timer */
+    c->requests++;
+    c->idle_ms = h->idle_ms;
+    c->max_age_ms = h->max_age_ms;
+    c->max_requests = h->max_requests;
+    c->max_streams = h->max_streams;
+    c->cstats = h->cstats;
+    h->requests = c->requests;
+    h->reused = c->connected;
+    h->connected = c->connected;
+    if (c->connected)
+        memcpy(h->local, c->local, sizeof(h->local));
+    if (c->max_requests && c->requests >= c->max_requests) {
+        keel_cstats_add(c->cstats, KEEL_CSTAT_UPSTREAM_CX_MAX_REQUESTS, 1); /* maxRequestsPerConnection */
+        h2_no_new(c);
+    }
+}
+
+/* Takes handle h off its connection: its stream is reset unless it ended; then the connection goes on, idles or
+ * closes. */
+static void h2_unbind(struct keel_upconn *h)
+{
+    struct keel_upconn *c = h->conn;
+    if (!c)
+        return;
+    keel_uph2_detach(h);
+    if (h->prev_stream)
+        h->prev_stream->next_stream = h->next_stream;
+    else
+        c->streams = h->next_stream;
+    if (h->next_stream)
+        h->next_stream->prev_stream = h->prev_stream;
+    /* h->next_stream stays: a walk of the list that is at h goes on from it */
+    h->conn = NULL;
+    c->nstreams--;
+    if (!c->closed && c->connected && !keel_uph2_in_recv(c) && keel_upstream_flush(c) < 0)
+        c->write_failed = true; /* the RST_STREAM goes out now; the read side sees the failure */
+    h2_settle(c);
+}
+
+/* The attempt on handle h (already off its connection) failed: tell its stream, which may retry. */
+static void handle_fail(struct keel_upconn *h, int err, bool connect_phase, bool reused)
+{
+    struct keel_stream *st = h->st;
+    if (st && (connect_phase || (!h->reused && !st->resp_started)))
+        report_local(h, st, KEEL_OUTCOME_CONNECT_FAILED);
+    attempt_end(h);
+    h->st = NULL;
+    active_dec(h);
+    h->closed = true;
+    keel_loop_defer(h->pw->loop, &h->free_d, free_later, h);
+    if (st)
+        keel_stream_upstream_failed(st, err, connect_phase, reused);
+}
+
+/* Connection c failed (connect, I/O, protocol error): closed, and every stream on it fails. */
+static void h2_conn_fail(struct keel_upconn *c, int err)
+{
+    bool connect_phase = !c->connected;
+    upconn_close(c);
+    while (c->streams) {
+        struct keel_upconn *h = c->streams;
+        keel_uph2_detach(h);
+        c->streams = h->next_stream;
+        if (c->streams)
+            c->streams->prev_stream = NULL;
+        h->conn = NULL;
+        c->nstreams--;
+        /* a stream sent on a connection the server had already closed: one free retry, as for HTTP/1.1 */
+        handle_fail(h, err, connect_phase, h->reused && h->st && !h->st->resp_started);
+    }
+}
+
+/* Connection c is up: the streams waiting for it send their requests. */
+static void h2_conn_ready(struct keel_upconn *c)
+{
+    for (;;) {
+        struct keel_upconn *h = c->streams;
+        while (h && h->connected)
+            h = h->next_stream;
+        if (!h || c->closed)
+            break;
+        h->connected = true;
+        memcpy(h->local, c->local, sizeof(h->local));
+        pending_end(h);
+        report_local(h, h->st, KEEL_OUTCOME_CONNECT_OK);
+        if (h->st)
+            keel_stream_upstream_ready(h->st);
+    }
+    h2_settle(c);
+}
+
+static void h2_conn_io(struct keel_upconn *c, uint32_t ev)
+{
+    if (ev & KEEL_IO_WRITE) {
+        if (keel_upstream_flush(c) < 0) {
+            h2_conn_fail(c, KEEL_ECLOSED);
+            return;
+        }
+        for (struct keel_upconn *h = c->streams, *next; h && c->out.len < KEEL_PROXY_OUT_HIGH; h = next) {
+            next = h->next_stream;
+            if (h->conn == c && h->st && h->connected)
+                keel_stream_upstream_writable(h->st);
+            if (c->closed)
+                return;
+        }
+    }
+    if (ev & (KEEL_IO_READ | KEEL_IO_ERROR)) {
+        int rc = read_some(c);
+        if (rc > 0) {
+            rc = keel_uph2_consume(c); /* the responses reach their streams through the session's callbacks */
+            if (rc < 0) {
+                if (!c->closed)
+                    h2_conn_fail(c, rc);
+                return;
+            }
+            if (c->closed)
+                return;
+            if (keel_upstream_flush(c) < 0) {
+                h2_conn_fail(c, KEEL_ECLOSED);
+                return;
+            }
+            for (struct keel_upconn *h = c->streams, *next; h; h = next) {
+                next = h->next_stream;
+                if (h->touched && h->conn == c && h->st) {
+                    h->touched = false;
+                    h->st->ds->ops->flush(h->st); /* what the callbacks gave the client goes out now */
+                }
+                if (c->closed)
+                    return;
+            }
+        } else if (rc < 0 && rc != KEEL_EAGAIN) {
+            h2_conn_fail(c, rc);
+            return;
+        }
+    }
+    if (c->write_failed) {
+        h2_conn_fail(c, KEEL_ECLOSED);
+        return;
+    }
+    if (!c->no_new && !keel_uph2_reusable(c))
+        h2_settle(c);
+    else if (c->pool && c->pool->wait_head)
+        pool_kick(c->pw, c->pool); /* SETTINGS may have raised the stream limit */
+}
+
+/* Opens a new HTTP/2 connection for handle h (limits, TLS and connect timeout from h) and lists it in its pool. */
+static int h2_open(struct keel_upconn *h, struct keel_upool *p, const struct keel_cluster *cl, struct keel_upconn **out)
+{
+    struct keel_upconn *c = upconn_new(h->pw, p, NULL, h->key);
+    if (!c)
+        return KEEL_ENOMEM;
+    c->cstats = h->cstats;
+    c->tls_ctx = h->tls_ctx;
+    c->sni = h->sni;
+    if (h->sni_own && (c->sni_own = strdup(h->sni_own)) != NULL)
+        c->sni = c->sni_own; /* the connection outlives the handle that opened it */
+    c->cs = keel_cluster_state_ref(h->cs);
+    c->connect_ms = h->connect_ms;
+    int rc = upconn_open(c, p, true, cl);
+    if (rc != 0) {
+        c->closed = true;
+        keel_loop_defer(c->pw->loop, &c->free_d, free_later, c);
+        return rc;
+    }
+    int k = pool_kind(true, c->tls_ctx != NULL);
+    c->next_idle = p->idle[k];
+    p->idle[k] = c;
+    p->n_idle[k]++;
+    *out = c;
+    return 0;
+}
+
+/* Pool service for a waiting HTTP/2 attempt: a connection with room, or a new one. false: still at maxConnections. */
+static bool h2_service(struct keel_upool *p, struct keel_upconn *w)
+{
+    struct keel_stream *st = w->st;
+    const struct keel_cluster *c = st->cluster;
+    struct keel_cluster_state *cs = w->cs;
+    struct keel_upconn *conn = h2_find(p, pool_kind(true, w->tls_ctx != NULL), w->tls_ctx);
+    if (!conn && cs && c && c->limits.max_connections != KEEL_CLUSTERS_UNLIMITED &&
+        atomic_load(&cs->cx) >= c->limits.max_connections && p->conns > 0)
+        return false;
+    wait_remove(p, w);
+    w->waiting = false;
+    int rc = conn ? 0 : h2_open(w, p, c, &conn);
+    if (rc != 0) {
+        if (rc != KEEL_ENOMEM && w->hs)
+            keel_outlier_report_local(w->pw, c, cs, w->hs, KEEL_OUTCOME_CONNECT_FAILED);
+        handle_fail(w, rc, true, false);
+        return true;
+    }
+    h2_bind(w, conn);
+    if (conn->connected) {
+        pending_end(w);
+        keel_stream_upstream_ready(st);
+    }
+    return true;
+}
+
+void keel_upstream_stream_failed(struct keel_upconn *uc, bool unprocessed)
+{
+    h2_unbind(uc);
+    handle_fail(uc, KEEL_ECLOSED, false, unprocessed && uc->reused);
 }
 
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
@@ -899,6 +823,84 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
     if (retry)
         atomic_fetch_add(&cs->retries, 1);
     int k = pool_kind(h2, tctx != NULL);
+    if (h2 && !p) {
+        if (cs) {
+            atomic_fetch_sub(&cs->rq, 1);
+            if (retry)
+                atomic_fetch_sub(&cs->retries, 1);
+        }
+        return KEEL_ENOMEM; /* HTTP/2 streams live on their pool's connections */
+    }
+    if (h2) {
+        /* a stream on a connection with room, else a new connection (or a wait, at maxConnections) */
+        struct keel_upconn *conn = !p->wait_head || !cs ? h2_find(p, k, tctx) : NULL;
+        bool wait = !conn && cs && lim->max_connections != KEEL_CLUSTERS_UNLIMITED &&
+                    atomic_load(&cs->cx) >= lim->max_connections && p->conns > 0;
+        bool pend = !conn || !conn->connected;
+        if (wait)
+            keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
+        if (pend && cs && over(&cs->pending, lim->max_pending_requests)) {
+            atomic_fetch_sub(&cs->rq, 1);
+            if (retry)
+                atomic_fetch_sub(&cs->retries, 1);
+            keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_OVERFLOW, 1);
+            return KEEL_EOVERFLOW;
+        }
+        struct keel_upconn *h = upconn_new(pw, p, st, key);
+        if (!h) {
+            if (cs) {
+                if (pend)
+                    atomic_fetch_sub(&cs->pending, 1);
+                atomic_fetch_sub(&cs->rq, 1);
+                if (retry)
+                    atomic_fetch_sub(&cs->retries, 1);
+            }
+            return KEEL_ENOMEM;
+        }
+        h->handle = true;
+        h->cstats = cstats;
+        h->tls_ctx = tctx;
+        h->sni = sni;
+        if (dyn_sni && (h->sni_own = strdup(dyn_sni)) != NULL)
+            h->sni = h->sni_own;
+        h->cs = keel_cluster_state_ref(cs);
+        h->hs = keel_host_state_ref(hs);
+        h->pending = pend && cs;
+        h->counted_rq = cs != NULL;
+        h->counted_retry = retry;
+        h->h2_wanted = true;
+        h->connect_ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000;
+        set_conn_limits(h, c);
+        if (pend)
+            keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_TOTAL, 1);
+        if (h->pending)
+            keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_ACTIVE, 1);
+        p->active++;
+        if (wait) {
+            h->waiting = true;
+            if (p->wait_tail)
+                p->wait_tail->next_wait = h;
+            else
+                p->wait_head = h;
+            p->wait_tail = h;
+            *out = h;
+            return 0;
+        }
+        int rc = conn ? 0 : h2_open(h, p, c, &conn);
+        if (rc != 0) {
+            if (rc != KEEL_ENOMEM && hs)
+                keel_outlier_report_local(pw, c, cs, hs, KEEL_OUTCOME_CONNECT_FAILED);
+            attempt_end(h);
+            active_dec(h);
+            h->st = NULL;
+            h->closed = true;
+            keel_loop_defer(pw->loop, &h->free_d, free_later, h);
+            return rc;
+        }
+        h2_bind(h, conn);
+        *out = h;
+        return 0;
+    }
     struct keel_upconn **pp = p ? &p->idle[k] : NULL;
     while (pp && *pp && (*pp)->tls_ctx != tctx)
         pp = &(*pp)->next_idle;
@@ -995,6 +997,11 @@ static void pool_service(struct keel_loop *loop, struct keel_defer *d)
     p->service_queued = false;
     while (p->wait_head) {
         struct keel_upconn *w = p->wait_head;
+        if (w->handle) {
+            if (!h2_service(p, w))
+                break;
+            continue;
+        }
         struct keel_stream *st = w->st;
         struct keel_pworker *pw = w->pw;
         int k = pool_kind(w->h2_wanted, w->tls_ctx != NULL);
@@ -1051,6 +1058,15 @@ static void pool_service(struct keel_loop *loop, struct keel_defer *d)
 }
 int keel_upstream_flush(struct keel_upconn *uc)
 {
+    if (uc->handle) {
+        struct keel_upconn *c = uc->conn;
+        if (!c || c->closed || !c->connected || keel_uph2_in_recv(c))
+            return 0; /* waiting, or inside the session's callbacks: the connection flushes after them */
+        int rc = keel_upstream_flush(c);
+        if (rc < 0)
+            c->write_failed = true;
+        return rc;
+    }
     if (uc->h2 && uc->connected) {
         int rc = keel_uph2_produce(uc);
         if (rc < 0)
@@ -1076,6 +1092,14 @@ int keel_upstream_flush(struct keel_upconn *uc)
 
 void keel_upstream_pause(struct keel_upconn *uc, bool pause)
 {
+    if (uc->handle) {
+        /* HTTP/2: the stream's flow-control window, not the socket (the connection's other streams go on) */
+        struct keel_upconn *c = uc->conn;
+        if (c && !c->closed && keel_uph2_window(uc, pause) && c->connected && !keel_uph2_in_recv(c) &&
+            keel_upstream_flush(c) < 0)
+            c->write_failed = true;
+        return;
+    }
     if (uc->closed || uc->waiting)
         return;
     uint32_t want = pause ? (uc->io.events & ~KEEL_IO_READ) : (uc->io.events | KEEL_IO_READ);
@@ -1088,6 +1112,20 @@ void keel_upstream_pause(struct keel_upconn *uc, bool pause)
 void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
 {
     struct keel_upool *p = uc->pool;
+    if (uc->handle) {
+        /* HTTP/2: the stream ends (reset when unfinished: timeouts, client gone, retries); the connection stays */
+        attempt_end(uc);
+        active_dec(uc);
+        uc->st = NULL;
+        if (uc->waiting) {
+            upconn_close(uc);
+            return;
+        }
+        h2_unbind(uc);
+        uc->closed = true;
+        keel_loop_defer(uc->pw->loop, &uc->free_d, free_later, uc);
+        return;
+    }
     attempt_end(uc);
     active_dec(uc);
     uc->st = NULL;
@@ -1096,7 +1134,7 @@ void keel_upstream_release(struct keel_upconn *uc, bool keep_alive)
         upconn_close(uc); /* it never had a connection */
         return;
     }
-    bool clean = uc->h2 ? keel_uph2_reusable(uc) : (uc->in.len == 0 && uc->out.len == 0);
+    bool clean = uc->in.len == 0 && uc->out.len == 0;
     uint64_t now = keel_loop_now_ms(uc->pw->loop);
     uint64_t age = now - uc->created_ms;
     if (keep_alive && uc->max_requests && uc->requests >= uc->max_requests) {
@@ -1142,9 +1180,15 @@ void keel_upstream_pools_close(struct keel_pworker *pw)
     const struct keel_map_slot *s;
     while ((s = keel_map_next(&pw->pools, &it)) != NULL) {
         struct keel_upool *p = s->val;
-        for (int k = 0; k < 4; k++)
-            while (p->idle[k])
-                upconn_close(p->idle[k]); /* unlinks itself */
+        for (int k = 0; k < 4; k++) {
+            while (p->idle[k]) {
+                struct keel_upconn *c = p->idle[k];
+                if (c->h2 && c->nstreams)
+                    h2_no_new(c); /* HTTP/2 with streams: closes after its last one */
+                else
+                    upconn_close(c); /* unlinks itself */
+            }
+        }
     }
 }
 

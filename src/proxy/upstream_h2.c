@@ -7,26 +7,48 @@
  * needs this: its status travels in trailers, which HTTP/1.1 upstreams do not
  * carry.
  *
- * One request stream at a time per connection, like the HTTP/1.1 pool: an
- * upstream connection is attached to one keel_stream, and goes back to the
- * endpoint's pool (upstream.c, the HTTP/2 list) when its stream ended cleanly
- * and the session can take another (no GOAWAY, no error). Multiplexing many
- * streams on one upstream connection is the next step; this keeps the
- * pool, back-pressure and failure model of upstream.c unchanged.
+ * Many streams per connection (Envoy's HTTP/2 connection pool). Two kinds of
+ * struct keel_upconn take part:
+ *   - the connection (c->h2 set): socket, io watcher, timer, TLS, buffers and
+ *     the nghttp2 session (struct keel_uph2, here); listed in its pool
+ *     (upstream.c) while it takes new streams;
+ *   - the handle (uc->handle set), one per attempt: what the exchange holds in
+ *     st->uc, bound to a connection (uc->conn), with its stream's state
+ *     (struct keel_uph2s, here). The exchange's calls (ready, flush, pending,
+ *     pause, release, fail) work on the handle as on an HTTP/1.1 connection.
+ * nghttp2's stream user data is the keel_uph2s, so the session's callbacks
+ * reach the right keel_stream. The limits (stream counts, GOAWAY, idle and
+ * duration) are upstream.c's.
  *
- * Bytes: nghttp2 writes frames into uc->out (keel_uph2_produce, called by
- * keel_upstream_flush) and reads uc->in (keel_uph2_consume). The request body
- * waits in a bounded buffer read by the DATA provider; the response reaches
- * the exchange through keel_stream_upstream_head/_data/_end, called from
- * nghttp2's callbacks. Response back-pressure is TCP's: upstream.c stops
- * reading the socket while the client is behind, and nghttp2 keeps
- * replenishing the window only for bytes it was given.
+ * Bytes: nghttp2 writes frames into c->out (keel_uph2_produce, called by
+ * keel_upstream_flush; never from inside nghttp2's callbacks: the reader
+ * flushes after them) and reads c->in (keel_uph2_consume). A request body
+ * waits in a bounded buffer per stream read by its DATA provider; responses
+ * reach the exchange through keel_stream_upstream_head/_data/_end.
  *
- * Ownership: struct keel_uph2 belongs to its keel_upconn and is freed with
- * it (in the connection's deferred free, so a close from inside a callback
- * never frees the session under nghttp2's feet). Failure: a reset stream, a
- * GOAWAY that covers it or a protocol error fails the attempt through
- * keel_upstream_fail(), so the route's retry policy applies.
+ * Back-pressure is per stream: automatic WINDOW_UPDATEs are off; the
+ * connection's window (16 MiB) is given back as DATA arrives, a stream's
+ * only while its client keeps up (keel_uph2_window, driven by the exchange's
+ * keel_upstream_pause): a slow client holds at most its stream's 64 KiB
+ * window at the upstream and never stalls the connection's other streams.
+ *
+ * Failures: a stream the server resets (RST_STREAM) fails only its attempt
+ * (keel_upstream_stream_failed; the route's retry policy applies, with
+ * refused-stream for REFUSED_STREAM; a stream refused under a GOAWAY on a
+ * connection that was already up gets the free retry of a request sent on a
+ * pooled HTTP/1.1 connection the server had closed). A GOAWAY
+ * lets the streams at or below its last id finish; the connection takes no
+ * new stream and closes with its last one. A connection error (I/O, protocol
+ * error, connect failure or timeout) fails every stream on it. An attempt
+ * that ends early (per-try or route timeout, client gone, a retry on a
+ * response, a mirror's end) resets its stream with CANCEL and nothing else.
+ *
+ * Ownership: struct keel_uph2 belongs to its connection and is freed with it
+ * (in the connection's deferred free, so a close from inside a callback never
+ * frees the session under nghttp2's feet). A struct keel_uph2s lives from the
+ * request until both its handle detached and nghttp2 closed the stream
+ * (nghttp2 may still ask its DATA provider for bytes after the attempt
+ * ended), or until the session is freed. Threads: the worker's.
  */
 #include "proxy/stream.h"
 
@@ -39,32 +61,68 @@
 #include <string.h>
 
 #define KEEL_UPH2_BODY_MAX (1u << 20)
+#define KEEL_UPH2_CONN_WINDOW (16u << 20) /* connection-level receive window: streams are limited one by one */
 
+/* One stream of the session. Owned by the session (its list) from the request until nghttp2 closes the stream,
+ * whichever of that and the handle's end comes last: nghttp2 may still read the request body of a stream whose
+ * handle is gone (until its RST_STREAM leaves), so the DATA provider never points into the handle. */
+struct keel_uph2s {
+    struct keel_uph2 *h;
+    struct keel_uph2s *prev, *next;
+    struct keel_upconn *uc; /* the attempt's handle, NULL once detached */
+    int32_t sid;            /* 0 once nghttp2 closed the stream */
+    struct keel_buf body;   /* request DATA not yet framed */
+    bool body_end;          /* the request body is complete */
+    bool local_done;        /* END_STREAM was handed to nghttp2 (request without body, or the body's EOF) */
+    bool deferred;          /* the DATA provider waits for bytes */
+    bool remote_done;       /* the server ended the stream (nghttp2 closes it right after the callbacks) */
+    bool paused;            /* the client is behind: received DATA is not acknowledged (flow control) */
+    size_t unacked;         /* DATA bytes delivered but not yet given back to the stream's window */
+};
+
+/* The session of one connection (the carrier keel_upconn). */
 struct keel_uph2 {
     nghttp2_session *ng;
-    int32_t sid;          /* the request stream, 0 when none */
-    struct keel_buf body; /* request DATA not yet framed */
-    bool body_end;        /* the request body is complete */
-    bool deferred;        /* the DATA provider waits for bytes */
-    bool broken;          /* GOAWAY received or a stream reset: not reusable */
-    bool final_seen;      /* the final (non-1xx) response head arrived */
-    bool remote_done;     /* the server ended the stream (nghttp2 closes it right after the callbacks) */
+    struct keel_uph2s *streams;
+    bool broken;  /* an error: no new streams */
+    bool goaway;  /* GOAWAY received: no new streams */
+    bool in_recv; /* inside nghttp2_session_mem_recv (no mem_send from its callbacks) */
 };
+
+static void h2s_free(struct keel_uph2s *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->h->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    keel_buf_free(&s->body);
+    free(s);
+}
 
 /* ---- callbacks ------------------------------------------------------------------------------------------------- */
 
-static struct keel_stream *stream_of(struct keel_upconn *uc, int32_t id)
+static struct keel_uph2s *h2s_of(nghttp2_session *ng, int32_t id)
 {
-    return uc->h2 && id == uc->h2->sid ? uc->st : NULL;
+    return nghttp2_session_get_stream_user_data(ng, id);
+}
+
+static struct keel_stream *stream_of(nghttp2_session *ng, int32_t id)
+{
+    struct keel_uph2s *s = h2s_of(ng, id);
+    if (!s || !s->uc || !s->uc->st)
+        return NULL;
+    s->uc->touched = true;
+    return s->uc->st;
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
 {
-    (void)ng;
     (void)flags;
-    struct keel_upconn *uc = user;
-    struct keel_stream *st = stream_of(uc, f->hd.stream_id);
+    (void)user;
+    struct keel_stream *st = stream_of(ng, f->hd.stream_id);
     if (!st || f->hd.type != NGHTTP2_HEADERS)
         return 0;
     struct keel_str n = {(const char *)name, namelen}, v = {(const char *)value, valuelen};
@@ -99,15 +157,15 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
-    (void)ng;
-    struct keel_upconn *uc = user;
+    struct keel_upconn *c = user;
     if (f->hd.type == NGHTTP2_GOAWAY) {
-        uc->h2->broken = true;
+        c->h2->goaway = true; /* streams above its last id are closed as refused by nghttp2 */
         return 0;
     }
-    struct keel_stream *st = stream_of(uc, f->hd.stream_id);
+    struct keel_stream *st = stream_of(ng, f->hd.stream_id);
     if (!st || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
         return 0;
+    struct keel_uph2s *s = h2s_of(ng, f->hd.stream_id);
     bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (f->hd.type == NGHTTP2_HEADERS && !st->resp_started) {
         if (st->resp.status < 200) {
@@ -117,12 +175,13 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
             st->resp.has_content_length = false;
             return 0;
         }
-        uc->h2->final_seen = true;
+        if (end)
+            s->remote_done = true;
         keel_stream_upstream_head(st, end);
-        st = stream_of(uc, f->hd.stream_id); /* the head may have ended the stream (a head we cannot send) */
+        st = stream_of(ng, f->hd.stream_id); /* the head may have ended the stream (a head we cannot send) */
     }
     if (st && end) {
-        uc->h2->remote_done = true;
+        s->remote_done = true;
         keel_stream_upstream_end(st);
     }
     return 0;
@@ -130,26 +189,39 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
 {
-    (void)ng;
     (void)flags;
-    struct keel_stream *st = stream_of(user, id);
-    if (st)
-        keel_stream_upstream_data(st, (const char *)data, len);
+    (void)user;
+    nghttp2_session_consume_connection(ng, len); /* the connection's window never waits for one slow client */
+    struct keel_uph2s *s = h2s_of(ng, id);
+    struct keel_stream *st = stream_of(ng, id);
+    if (!st) {
+        nghttp2_session_consume_stream(ng, id, len); /* nobody wants it: keep the window open */
+        return 0;
+    }
+    s->unacked += len; /* given back by keel_uph2_window() once the client took it */
+    keel_stream_upstream_data(st, (const char *)data, len);
     return 0;
 }
 
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user)
 {
-    (void)ng;
-    struct keel_upconn *uc = user;
-    if (!uc->h2 || id != uc->h2->sid)
+    struct keel_upconn *c = user;
+    struct keel_uph2s *s = h2s_of(ng, id);
+    if (!s)
         return 0;
-    uc->h2->sid = 0;
+    s->sid = 0;
+    struct keel_upconn *uc = s->uc;
+    if (!uc) {
+        h2s_free(s); /* its handle is gone already */
+        return 0;
+    }
     struct keel_stream *st = uc->st;
-    if (error_code != NGHTTP2_NO_ERROR)
-        uc->h2->broken = true;
-    if (st && !st->resp_done)
-        keel_upstream_fail(uc, KEEL_ECLOSED); /* reset before the response ended */
+    if (st && !st->resp_done) {
+        /* reset before the response ended: REFUSED_STREAM (also every stream above a GOAWAY's last id) means the
+         * server did not process it */
+        bool refused = error_code == NGHTTP2_REFUSED_STREAM;
+        keel_upstream_stream_failed(uc, refused && c->h2->goaway);
+    }
     return 0;
 }
 
@@ -159,18 +231,21 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     (void)ng;
     (void)id;
     (void)user;
-    struct keel_uph2 *h = src->ptr;
-    size_t n = h->body.len < len ? h->body.len : len;
+    struct keel_uph2s *s = src->ptr;
+    if (!s->uc)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the attempt is over: the stream is being reset */
+    size_t n = s->body.len < len ? s->body.len : len;
     if (n) {
-        memcpy(buf, h->body.data, n);
-        keel_buf_consume(&h->body, n);
+        memcpy(buf, s->body.data, n);
+        keel_buf_consume(&s->body, n);
     }
-    if (h->body.len == 0 && h->body_end) {
+    if (s->body.len == 0 && s->body_end) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        s->local_done = true;
         return (ssize_t)n;
     }
     if (n == 0) {
-        h->deferred = true;
+        s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
     return (ssize_t)n;
@@ -178,11 +253,14 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 
 /* ---- the connection's side ------------------------------------------------------------------------------------- */
 
-int keel_uph2_new(struct keel_upconn *uc)
+int keel_uph2_new(struct keel_upconn *c)
 {
     struct keel_uph2 *h = calloc(1, sizeof(*h));
     nghttp2_session_callbacks *cb = NULL;
-    if (!h || nghttp2_session_callbacks_new(&cb) != 0) {
+    nghttp2_option *opt = NULL;
+    if (!h || nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0) {
+        if (cb)
+            nghttp2_session_callbacks_del(cb);
         free(h);
         return KEEL_ENOMEM;
     }
@@ -190,37 +268,45 @@ int keel_uph2_new(struct keel_upconn *uc)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-    int rc = nghttp2_session_client_new(&h->ng, cb, uc);
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* per-stream flow control: see keel_uph2_window() */
+    int rc = nghttp2_session_client_new2(&h->ng, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
-    if (rc != 0 || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, NULL, 0) != 0) {
+    nghttp2_option_del(opt);
+    if (rc != 0 || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, NULL, 0) != 0 ||
+        nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, KEEL_UPH2_CONN_WINDOW) != 0) {
         if (h->ng)
             nghttp2_session_del(h->ng);
         free(h);
         return KEEL_ENOMEM;
     }
-    keel_buf_init(&h->body, KEEL_UPH2_BODY_MAX);
-    uc->h2 = h;
+    c->h2 = h;
     return 0;
 }
 
-void keel_uph2_free(struct keel_upconn *uc)
+void keel_uph2_free(struct keel_upconn *c)
 {
-    struct keel_uph2 *h = uc->h2;
+    struct keel_uph2 *h = c->h2;
     if (!h)
         return;
-    nghttp2_session_del(h->ng);
-    keel_buf_free(&h->body);
+    nghttp2_session_del(h->ng); /* reports no stream closes */
+    while (h->streams) {
+        if (h->streams->uc)
+            h->streams->uc->h2s = NULL;
+        h2s_free(h->streams);
+    }
     free(h);
-    uc->h2 = NULL;
+    c->h2 = NULL;
 }
 
 int keel_uph2_request(struct keel_upconn *uc, const struct keel_http_head *req, const struct keel_http_header *fields,
                       size_t n, bool has_body)
 {
-    struct keel_uph2 *h = uc->h2;
+    struct keel_uph2 *h = uc->conn && uc->conn->h2 ? uc->conn->h2 : NULL;
     struct keel_stream *st = uc->st;
     nghttp2_nv nv[KEEL_HTTP_MAX_HEADERS + 24];
     size_t m = 0, cap = sizeof(nv) / sizeof(nv[0]);
+    if (!h || uc->h2s)
+        return KEEL_EINVAL;
     /* :path is the path and query as one string */
     size_t plen = req->path.n + (req->query.n ? 1 + req->query.n : 0);
     char *path = keel_arena_alloc(st->arena, plen + 1);
@@ -247,68 +333,115 @@ int keel_uph2_request(struct keel_upconn *uc, const struct keel_http_head *req, 
         nv[m++] = NV(name, fields[i].name.n, fields[i].value.p, fields[i].value.n);
     }
 #undef NV
-    keel_buf_reset(&h->body);
-    h->body_end = !has_body;
-    h->deferred = false;
-    h->final_seen = false;
-    h->remote_done = false;
-    nghttp2_data_provider dp = {.source.ptr = h, .read_callback = read_body};
-    int32_t id = nghttp2_submit_request(h->ng, NULL, nv, m, has_body ? &dp : NULL, NULL);
-    if (id < 0)
+    struct keel_uph2s *s = calloc(1, sizeof(*s));
+    if (!s)
+        return KEEL_ENOMEM;
+    keel_buf_init(&s->body, KEEL_UPH2_BODY_MAX);
+    s->h = h;
+    s->uc = uc;
+    s->body_end = !has_body;
+    s->local_done = !has_body;
+    s->next = h->streams;
+    if (h->streams)
+        h->streams->prev = s;
+    h->streams = s;
+    nghttp2_data_provider dp = {.source.ptr = s, .read_callback = read_body};
+    int32_t id = nghttp2_submit_request(h->ng, NULL, nv, m, has_body ? &dp : NULL, s);
+    if (id < 0) {
+        h2s_free(s);
         return KEEL_EINVAL;
-    h->sid = id;
+    }
+    s->sid = id;
+    uc->h2s = s;
     return 0;
 }
 
 void keel_uph2_body(struct keel_upconn *uc, const char *data, size_t len)
 {
-    struct keel_uph2 *h = uc->h2;
-    if (keel_buf_append(&h->body, data, len) != 0)
+    struct keel_uph2s *s = uc->h2s;
+    if (!s || keel_buf_append(&s->body, data, len) != 0)
         return; /* bounded by keel_stream_body_room(); never reached */
-    if (h->deferred && h->sid) {
-        h->deferred = false;
-        nghttp2_session_resume_data(h->ng, h->sid);
+    if (s->deferred && s->sid) {
+        s->deferred = false;
+        nghttp2_session_resume_data(s->h->ng, s->sid);
     }
 }
 
 void keel_uph2_body_end(struct keel_upconn *uc)
 {
-    struct keel_uph2 *h = uc->h2;
-    h->body_end = true;
-    if (h->deferred && h->sid) {
-        h->deferred = false;
-        nghttp2_session_resume_data(h->ng, h->sid);
+    struct keel_uph2s *s = uc->h2s;
+    if (!s)
+        return;
+    s->body_end = true;
+    if (s->deferred && s->sid) {
+        s->deferred = false;
+        nghttp2_session_resume_data(s->h->ng, s->sid);
     }
 }
 
 size_t keel_uph2_pending(const struct keel_upconn *uc)
 {
-    return uc->h2 ? uc->h2->body.len : 0;
+    return uc->h2s ? uc->h2s->body.len : 0;
 }
 
-int keel_uph2_produce(struct keel_upconn *uc)
+bool keel_uph2_window(struct keel_upconn *uc, bool pause)
 {
-    struct keel_uph2 *h = uc->h2;
-    while (uc->out.len < KEEL_PROXY_OUT_HIGH) {
+    struct keel_uph2s *s = uc->h2s;
+    if (!s)
+        return false;
+    s->paused = pause;
+    if (pause || !s->unacked || !s->sid)
+        return false;
+    nghttp2_session_consume_stream(s->h->ng, s->sid, s->unacked);
+    s->unacked = 0;
+    return true;
+}
+
+void keel_uph2_detach(struct keel_upconn *uc)
+{
+    struct keel_uph2s *s = uc->h2s;
+    if (!s)
+        return;
+    uc->h2s = NULL;
+    s->uc = NULL;
+    if (!s->sid) {
+        h2s_free(s); /* nghttp2 closed it already */
+        return;
+    }
+    if (!(s->remote_done && s->local_done))
+        nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->sid, NGHTTP2_CANCEL);
+    if (s->unacked) /* what the client will never take: the window of a stream that goes on (or not) */
+        nghttp2_session_consume_stream(s->h->ng, s->sid, s->unacked);
+    s->unacked = 0;
+}
+
+int keel_uph2_produce(struct keel_upconn *c)
+{
+    struct keel_uph2 *h = c->h2;
+    if (h->in_recv)
+        return 0; /* the caller of mem_recv produces when it returns */
+    while (c->out.len < KEEL_PROXY_OUT_HIGH) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(h->ng, &data);
         if (n < 0)
             return KEEL_EIO;
         if (n == 0)
             break;
-        if (keel_buf_append(&uc->out, data, (size_t)n) != 0)
+        if (keel_buf_append(&c->out, data, (size_t)n) != 0)
             return KEEL_ENOMEM;
     }
     return 0;
 }
 
-int keel_uph2_consume(struct keel_upconn *uc)
+int keel_uph2_consume(struct keel_upconn *c)
 {
-    struct keel_uph2 *h = uc->h2;
-    ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)uc->in.data, uc->in.len);
-    keel_buf_reset(&uc->in);
+    struct keel_uph2 *h = c->h2;
+    h->in_recv = true;
+    ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)c->in.data, c->in.len);
+    h->in_recv = false;
+    keel_buf_reset(&c->in);
     if (n < 0) {
-        keel_log(KEEL_LOG_DEBUG, "HTTP/2 upstream %s: %s", uc->key, nghttp2_strerror((int)n));
+        keel_log(KEEL_LOG_DEBUG, "HTTP/2 upstream %s: %s", c->key, nghttp2_strerror((int)n));
         h->broken = true;
         return KEEL_EIO;
     }
@@ -317,9 +450,19 @@ int keel_uph2_consume(struct keel_upconn *uc)
     return 0;
 }
 
-bool keel_uph2_reusable(const struct keel_upconn *uc)
+bool keel_uph2_in_recv(const struct keel_upconn *c)
 {
-    const struct keel_uph2 *h = uc->h2;
-    bool stream_over = h && (h->sid == 0 || (h->remote_done && h->body_end && h->body.len == 0));
-    return h && !h->broken && stream_over && nghttp2_session_want_read(h->ng);
+    return c->h2 && c->h2->in_recv;
+}
+
+bool keel_uph2_reusable(const struct keel_upconn *c)
+{
+    const struct keel_uph2 *h = c->h2;
+    return h && !h->broken && !h->goaway && nghttp2_session_want_read(h->ng) &&
+           nghttp2_session_get_next_stream_id(h->ng) < (1u << 30);
+}
+
+uint32_t keel_uph2_peer_streams(const struct keel_upconn *c)
+{
+    return c->h2 ? nghttp2_session_get_remote_settings(c->h2->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) : 0;
 }

@@ -50,6 +50,11 @@ static void test_routes(void **state)
     assert_int_equal(r.kind, KEEL_SAMPLE_ROUTE_DELAY);
     assert_int_equal(r.delay_ms, 500);
     assert_int_equal(route("/delay/60").delay_ms, 60000);
+    r = route("/bytes/1000000");
+    assert_int_equal(r.kind, KEEL_SAMPLE_ROUTE_BYTES);
+    assert_int_equal(r.bytes, 1000000);
+    assert_int_equal(route("/bytes/4194305").kind, KEEL_SAMPLE_ROUTE_BAD_ARG);
+    assert_int_equal(route("/bytes/x").kind, KEEL_SAMPLE_ROUTE_BAD_ARG);
     assert_int_equal(route("/delay/0").delay_ms, 0);
     const char *bad_delay[] = {"/delay/",  "/delay/60.001", "/delay/61",  "/delay/-1",  "/delay/1e3",
                                "/delay/.", "/delay/abc",    "/delay/1/2", "/delay/0x10"};
@@ -164,9 +169,10 @@ static void test_ready_answers(void **state)
     assert_non_null(strstr(body(ex), "\"name\":\"svc\",\"version\":\"v9\",\"id\":\"host/1\""));
     const struct keel_http_header *h;
     size_t n = keel_sample_exchange_headers(ex, &h);
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 5);
     assert_true(keel_str_eq_c(h[1].name, "x-app-name") && keel_str_eq_c(h[1].value, "svc"));
     assert_true(keel_str_eq_c(h[2].name, "x-app-version") && keel_str_eq_c(h[2].value, "v9"));
+    assert_true(keel_str_eq_c(h[4].name, "x-app-peer") && keel_str_eq_c(h[4].value, "[::1]:5555"));
     keel_sample_exchange_free(ex);
 
     ex = start(f, "/ip");
