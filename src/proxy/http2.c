@@ -753,6 +753,7 @@ void keel_http2_accept(const struct keel_downstream *ds, int fd, struct keel_tls
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_no_closed_streams(opt, 1); /* no RFC 7540 priority tree to keep them for */
     int rc = nghttp2_session_server_new2(&c->ng, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
@@ -763,6 +764,9 @@ void keel_http2_accept(const struct keel_downstream *ds, int fd, struct keel_tls
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, KEEL_H2_MAX_STREAMS},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65535},
+        /* RFC 9218: keel does not schedule by RFC 7540 priorities (nor does Envoy or HAProxy), so nghttp2 keeps
+         * no dependency tree: streams are served in turn, and priority frames cost nothing */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0 ||
         nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0, KEEL_H2_CONN_WINDOW) != 0)

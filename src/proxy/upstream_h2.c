@@ -269,10 +269,13 @@ int keel_uph2_new(struct keel_upconn *c)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_option_set_no_auto_window_update(opt, 1); /* per-stream flow control: see keel_uph2_window() */
+    nghttp2_option_set_no_closed_streams(opt, 1);      /* no priority tree to keep them for */
     int rc = nghttp2_session_client_new2(&h->ng, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
-    if (rc != 0 || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, NULL, 0) != 0 ||
+    /* RFC 9218: no RFC 7540 priority tree on the client side either (streams are sent in turn) */
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}};
+    if (rc != 0 || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, 1) != 0 ||
         nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, KEEL_UPH2_CONN_WINDOW) != 0) {
         if (h->ng)
             nghttp2_session_del(h->ng);
