@@ -642,6 +642,11 @@ void keel_stream_dispatch(struct keel_stream *st)
          * request (dfp.c); a stream parked on a lookup comes back here when the answer arrives */
         if (keel_dfp_endpoint(st, c) != KEEL_DFP_READY)
             return;
+        if (keel_listeners_own(pw, st->ep->hostport)) {
+            /* to this proxy's own listener: a loop (Istio's virtualOutbound-blackhole) */
+            keel_stream_local_reply(st, 502, 0, "loop_to_own_listener", "", 0, NULL, 0);
+            return;
+        }
     } else {
         st->ep = keel_upstream_pick_request(st, c, st->tried);
     }

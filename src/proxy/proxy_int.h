@@ -188,6 +188,10 @@ const struct keel_proxy_options *keel_runtime_options(const struct keel_runtime 
 void keel_listeners_reconcile(struct keel_pworker *pw);
 /* Closes every listener (drain or shutdown). */
 void keel_listeners_close(struct keel_pworker *pw);
+/* Is hostport ("ip:port") one of this worker's own listeners (its address, or a loopback address on the port of
+ * a wildcard listener)? A pass-through there would loop through the proxy until it runs out of descriptors; Istio
+ * sends such traffic to the BlackHoleCluster (virtualOutbound-blackhole). */
+bool keel_listeners_own(const struct keel_pworker *pw, const char *hostport);
 /* A whole (small: certificates, keys) file in a's memory, NUL-terminated; NULL when unreadable or over 4 MiB. */
 char *keel_read_file(struct keel_arena *a, const char *path, size_t *len);
 

@@ -743,6 +743,11 @@ static void connect_dynamic(struct keel_tconn *t, const char *ip, int family, ui
     t->dyn_ep.port = port;
     t->dyn_ep.weight = 1;
     t->dyn_ep.hostname = t->dst_name[0] ? t->dst_name : NULL;
+    if (keel_listeners_own(t->pw, t->dyn_hostport)) {
+        /* to this proxy's own listener: a loop (Istio's virtualOutbound-blackhole) */
+        fail(t, 0, "loop_to_own_listener");
+        return;
+    }
     if (!take_or_overflow(t))
         return;
     t->ep = &t->dyn_ep;

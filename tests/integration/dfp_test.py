@@ -316,6 +316,13 @@ def main():
         check("DYNAMIC_DNS: a.dyn.test -> its address (127.0.0.1)", ra == (200, "backend-one"), ra)
         check("DYNAMIC_DNS: b.dyn.test -> its address (127.0.0.2)", rb == (200, "backend-two"), rb)
 
+        # --- pass-through to the sidecar's own outbound listener would loop until descriptors run out: refused
+        # at once, as Istio's virtualOutbound-blackhole does
+        r = via("127.0.0.1", to_port=out)
+        check("ALLOW_ANY to the proxy's own listener: 502, no loop", r[0] == 502, r)
+        r = via("known.test")
+        check("...and the proxy still serves", r == (200, "backend-one"), r)
+
         # --- DestinationRule PASSTHROUGH: the address the name resolves to, not the ServiceEntry's endpoint
         r = via("api.pt.test")
         check("DR PASSTHROUGH: to the resolved address (127.0.0.2), not the endpoint", r == (200, "backend-two"), r)

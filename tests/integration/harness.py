@@ -22,6 +22,7 @@ from any working directory). It provides:
   temporary folder.
 """
 import argparse
+import atexit
 import hashlib
 import http.client
 import os
@@ -31,6 +32,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -70,21 +72,56 @@ _BENCH_PORTS = set(range(18001, 18005))
 _rng = random.Random(os.getpid() ^ int(time.time() * 1000))
 
 
+_given = set()  # ports this process handed out: never twice (the first may not be bound yet)
+_CLAIMS = os.path.join(tempfile.gettempdir(), "keel-test-ports")  # one file per port claimed by a running test
+_CLAIM_TTL = 600  # seconds: a claim older than this belongs to a test that is over
+
+
+def _claim(p):
+    """Claims port p across the tests running in parallel (an O_EXCL file); False when another test has it."""
+    os.makedirs(_CLAIMS, exist_ok=True)
+    path = os.path.join(_CLAIMS, str(p))
+    try:
+        if time.time() - os.stat(path).st_mtime > _CLAIM_TTL:
+            os.unlink(path)
+    except OSError:
+        pass
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except OSError:
+        return False
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on now, from 20000-31999 (see _PORT_RANGE)."""
+    """A TCP port on 127.0.0.1 that nothing listens on now, from 20000-31999 (see _PORT_RANGE), handed out once per
+    process and claimed against the other tests running at the same time (two free_port() calls, here or in a
+    parallel test, never get the same port before either is bound)."""
     for _ in range(1000):
         p = _rng.randrange(*_PORT_RANGE)
-        if p in _BENCH_PORTS:
+        if p in _BENCH_PORTS or p in _given:
             continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", p))
-            return p
         except OSError:
             continue
         finally:
             s.close()
+        if not _claim(p):
+            continue
+        _given.add(p)
+        return p
     raise RuntimeError("no free port in %d-%d" % _PORT_RANGE)
+
+
+@atexit.register
+def _release_claims():
+    for p in _given:
+        try:
+            os.unlink(os.path.join(_CLAIMS, str(p)))
+        except OSError:
+            pass
 
 
 def serve(server_class, handler):
