@@ -236,6 +236,13 @@ bool keel_addr_equal(const struct keel_addr *a, const struct keel_addr *b)
     return false;
 }
 
+bool keel_addr_is_loopback(const struct keel_addr *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return (ntohl(a->u.v4.sin_addr.s_addr) >> 24) == 127;
+    return a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.v6.sin6_addr);
+}
+
 /* Copies a kernel-filled sockaddr of len bytes into out; KEEL_EINVAL for families other than IPv4/IPv6. */
 static int addr_from_kernel(const struct keel_addr *tmp, socklen_t len, struct keel_addr *out)
 {

@@ -57,6 +57,8 @@ int keel_addr_format(const struct keel_addr *a, char *buf, size_t size);
 uint16_t keel_addr_port(const struct keel_addr *a);
 
 bool keel_addr_equal(const struct keel_addr *a, const struct keel_addr *b);
+/* 127.0.0.0/8 or ::1. */
+bool keel_addr_is_loopback(const struct keel_addr *a);
 
 /* Binds and listens on addr with SO_REUSEADDR, and SO_REUSEPORT when reuseport is set (every socket sharing the port
  * must set it; the kernel then spreads new connections across them - one listener per worker). An IPv6 listener is

@@ -412,14 +412,6 @@ void keel_listeners_reconcile(struct keel_pworker *pw)
     }
 }
 
-/* A loopback destination (127.0.0.0/8, ::1): where a wildcard listener is reached from this host. */
-static bool is_loopback(const struct keel_addr *a)
-{
-    if (a->u.sa.sa_family == AF_INET)
-        return (ntohl(a->u.v4.sin_addr.s_addr) >> 24) == 127;
-    return a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.v6.sin6_addr);
-}
-
 bool keel_listeners_own(const struct keel_pworker *pw, const char *hostport)
 {
     struct keel_addr dst;
@@ -428,7 +420,7 @@ bool keel_listeners_own(const struct keel_pworker *pw, const char *hostport)
     for (const struct keel_plistener *l = pw->listeners; l; l = l->next) {
         if (keel_addr_port(&l->addr) != keel_addr_port(&dst))
             continue;
-        if (keel_addr_equal(&l->addr, &dst) || (is_wildcard(&l->addr) && is_loopback(&dst)))
+        if (keel_addr_equal(&l->addr, &dst) || (is_wildcard(&l->addr) && keel_addr_is_loopback(&dst)))
             return true;
     }
     return false;

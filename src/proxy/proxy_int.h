@@ -99,8 +99,8 @@ struct keel_plistener {
     uint64_t tls_version;     /* snapshot version the context was built from */
 };
 
-/* Idle upstream connections to one endpoint ("ip:port"), per kind: [0] HTTP/1.1, [1] HTTP/2, [2] and [3] the
- * same over TLS (a TLS connection is reused only for the same client context). */
+/* Upstream connections of one cluster's endpoint ("<cluster>|ip:port"), per kind: [0] HTTP/1.1, [1] HTTP/2, [2]
+ * and [3] the same over TLS (a TLS connection is reused only for the same client context). */
 struct keel_upool {
     struct keel_upconn *idle[4]; /* LIFO */
     size_t n_idle[4];

@@ -112,7 +112,7 @@ struct keel_runtime {
     /* set once at start (apply_env), main thread: the ProxyConfig environment variables this process set (sorted
      * by name) and the node metadata (ISTIO_META_* of the environment then, prefix removed, sorted) */
     struct keel_arena *env_arena;
-    struct keel_proxyconfig_env *env_applied;
+    struct keel_kv_str *env_applied;
     size_t n_env_applied;
     struct keel_kv_str *node_meta;
     size_t n_node_meta;
@@ -516,6 +516,20 @@ static int cmp_kv_key(const void *x, const void *y)
     return strcmp(((const struct keel_kv_str *)x)->key, ((const struct keel_kv_str *)y)->key);
 }
 
+/* kv as a JSON object of strings. */
+static void json_str_map(struct keel_buf *out, const struct keel_kv_str *kv, size_t n)
+{
+    keel_buf_putc(out, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            keel_buf_putc(out, ',');
+        keel_buf_json_str(out, kv[i].key);
+        keel_buf_puts(out, ": ");
+        keel_buf_json_str(out, kv[i].value);
+    }
+    keel_buf_putc(out, '}');
+}
+
 /* ProxyConfig environmentVariables into this process's environment; then the node metadata from the environment,
  * as pilot-agent's bootstrap reads it (ISTIO_META_FOO=v -> FOO: "v"). Main thread, once, before any other thread
  * exists: setenv is not safe while other threads read the environment. */
@@ -532,8 +546,8 @@ static void apply_env(struct keel_runtime *rt)
             keel_log(KEEL_LOG_WARN, "environment variable %s (%s) not set: %s", e->key, e->from, strerror(errno));
             continue;
         }
-        rt->env_applied[rt->n_env_applied++] = (struct keel_proxyconfig_env){
-            keel_arena_strdup(a, e->key), keel_arena_strdup(a, e->value), keel_arena_strdup(a, e->from)};
+        rt->env_applied[rt->n_env_applied++] =
+            (struct keel_kv_str){keel_arena_strdup(a, e->key), keel_arena_strdup(a, e->value)};
         keel_buf_printf(&names, "%s%s", names.len ? ", " : "", e->key);
     }
     if (rt->n_env_applied)
@@ -782,15 +796,9 @@ static void proxyconfig_json(const struct keel_runtime *rt, struct keel_buf *out
         keel_buf_json_str(out, pc->env[i].from);
         keel_buf_putc(out, '}');
     }
-    keel_buf_puts(out, "}, \"environmentVariablesApplied\": {");
-    for (size_t i = 0; i < rt->n_env_applied; i++) {
-        if (i)
-            keel_buf_putc(out, ',');
-        keel_buf_json_str(out, rt->env_applied[i].key);
-        keel_buf_puts(out, ": ");
-        keel_buf_json_str(out, rt->env_applied[i].value);
-    }
-    keel_buf_puts(out, "}, \"imageType\": ");
+    keel_buf_puts(out, "}, \"environmentVariablesApplied\": ");
+    json_str_map(out, rt->env_applied, rt->n_env_applied);
+    keel_buf_puts(out, ", \"imageType\": ");
     if (pc->image_type)
         keel_buf_json_str(out, pc->image_type);
     else
@@ -828,15 +836,9 @@ static int adm_config_dump(void *ctx, struct keel_buf *out)
     keel_buf_puts(out, ", \"proxyConfig\": ");
     proxyconfig_json(rt, out);
     /* the node metadata this proxy started with (ISTIO_META_* of its environment, as in Istio's bootstrap) */
-    keel_buf_puts(out, ", \"node\": {\"metadata\": {");
-    for (size_t i = 0; i < rt->n_node_meta; i++) {
-        if (i)
-            keel_buf_putc(out, ',');
-        keel_buf_json_str(out, rt->node_meta[i].key);
-        keel_buf_puts(out, ": ");
-        keel_buf_json_str(out, rt->node_meta[i].value);
-    }
-    keel_buf_puts(out, "}}");
+    keel_buf_puts(out, ", \"node\": {\"metadata\": ");
+    json_str_map(out, rt->node_meta, rt->n_node_meta);
+    keel_buf_putc(out, '}');
     keel_buf_puts(out, ", \"snapshot\": ");
     if (rt->snap) {
         int rc = keel_snapshot_dump_json(rt->snap, out);

@@ -480,15 +480,15 @@ static void set_conn_limits(struct keel_upconn *uc, const struct keel_cluster *c
     uc->max_requests = l->max_requests_per_connection;
     uc->max_streams = l->max_concurrent_streams;
     if (uc->fd >= 0 && l->tcp_keepalive && !uc->keepalive_set) {
-        /* a pooled connection another cluster opened (pools are per endpoint): this cluster's keepalive from now on */
+        /* a pooled connection opened before the DestinationRule asked for keepalive: from now on */
         keel_sock_set_keepalive(uc->fd, (int)(l->keepalive_time / 1000000000LL),
                                 (int)(l->keepalive_interval / 1000000000LL), (int)l->keepalive_probes);
         uc->keepalive_set = true;
     }
 }
 
-/* The states the attempt on uc counts in (a pooled connection may serve another cluster's request: pools are per
- * endpoint address). */
+/* The states the attempt on uc counts in (a pooled connection outlives config generations, whose states may be
+ * other objects). */
 static void set_attempt_states(struct keel_upconn *uc, struct keel_cluster_state *cs, struct keel_host_state *hs)
 {
     if (uc->cs != cs) {
@@ -789,6 +789,72 @@ void keel_upstream_stream_failed(struct keel_upconn *uc, bool unprocessed)
     handle_fail(uc, KEEL_ECLOSED, false, unprocessed && uc->reused);
 }
 
+/* Gives back what keel_upstream_attach() counted for an attempt that will not be made: its request
+ * (http2MaxRequests), its retry (maxRetries) and, when taken, its pending slot. */
+static void uncount(struct keel_cluster_state *cs, bool pending, bool retry)
+{
+    if (!cs)
+        return;
+    if (pending)
+        atomic_fetch_sub(&cs->pending, 1);
+    atomic_fetch_sub(&cs->rq, 1);
+    if (retry)
+        atomic_fetch_sub(&cs->retries, 1);
+}
+
+/* Queues uc in its pool until a connection (or a connection slot) frees up (circuit breaker maxConnections). */
+static void wait_append(struct keel_upool *p, struct keel_upconn *uc)
+{
+    uc->waiting = true;
+    if (p->wait_tail)
+        p->wait_tail->next_wait = uc;
+    else
+        p->wait_head = uc;
+    p->wait_tail = uc;
+}
+
+/* What a new attempt carries, decided by keel_upstream_attach(). */
+struct attempt {
+    const struct keel_cluster *c;
+    struct keel_cluster_stats *cstats;
+    struct keel_tls_ctx *tctx;
+    const char *sni, *dyn_sni; /* dyn_sni: a DYNAMIC_DNS request's host, copied (it lives in the stream's arena) */
+    struct keel_cluster_state *cs;
+    struct keel_host_state *hs;
+    bool queued;  /* it waits for a connection (HTTP/1.1 always; HTTP/2 unless its connection is up) */
+    bool pending; /* ...and holds a pending slot of the cluster (queued, with circuit breakers) */
+    bool retry;
+    uint64_t connect_ms;
+};
+
+/* A new attempt for st (an HTTP/1.1 connection or an HTTP/2 stream handle) with its circuit-breaker counts, which
+ * attach has taken; counted as a pending request when queued. NULL when out of memory (the caller gives the counts
+ * back). */
+static struct keel_upconn *attempt_new(struct keel_pworker *pw, struct keel_upool *p, struct keel_stream *st,
+                                       const char *key, const struct attempt *a)
+{
+    struct keel_upconn *uc = upconn_new(pw, p, st, key);
+    if (!uc)
+        return NULL;
+    uc->cstats = a->cstats;
+    uc->tls_ctx = a->tctx;
+    uc->sni = a->sni;
+    if (a->dyn_sni && (uc->sni_own = strdup(a->dyn_sni)) != NULL)
+        uc->sni = uc->sni_own; /* the stream's arena may go before the handshake ends */
+    uc->cs = keel_cluster_state_ref(a->cs);
+    uc->hs = keel_host_state_ref(a->hs);
+    uc->pending = a->pending;
+    uc->counted_rq = a->cs != NULL;
+    uc->counted_retry = a->retry;
+    uc->connect_ms = a->connect_ms;
+    set_conn_limits(uc, a->c);
+    if (a->queued)
+        keel_cstats_add(a->cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_TOTAL, 1);
+    if (uc->pending)
+        keel_cstats_add(a->cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_ACTIVE, 1);
+    return uc;
+}
+
 int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const struct keel_cluster *c,
                          const struct keel_endpoint *ep, int64_t connect_timeout_ns, bool h2, struct keel_upconn **out)
 {
@@ -824,13 +890,20 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         atomic_fetch_add(&cs->retries, 1);
     int k = pool_kind(h2, tctx != NULL);
     if (h2 && !p) {
-        if (cs) {
-            atomic_fetch_sub(&cs->rq, 1);
-            if (retry)
-                atomic_fetch_sub(&cs->retries, 1);
-        }
+        uncount(cs, false, retry);
         return KEEL_ENOMEM; /* HTTP/2 streams live on their pool's connections */
     }
+    struct attempt a = {.c = c,
+                        .cstats = cstats,
+                        .tctx = tctx,
+                        .sni = sni,
+                        .dyn_sni = dyn_sni,
+                        .cs = cs,
+                        .hs = hs,
+                        .queued = true,
+                        .pending = cs != NULL,
+                        .retry = retry,
+                        .connect_ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000};
     if (h2) {
         /* a stream on a connection with room, else a new connection (or a wait, at maxConnections) */
         struct keel_upconn *conn = !p->wait_head || !cs ? h2_find(p, k, tctx) : NULL;
@@ -840,49 +913,22 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
         if (wait)
             keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
         if (pend && cs && over(&cs->pending, lim->max_pending_requests)) {
-            atomic_fetch_sub(&cs->rq, 1);
-            if (retry)
-                atomic_fetch_sub(&cs->retries, 1);
+            uncount(cs, false, retry);
             keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_OVERFLOW, 1);
             return KEEL_EOVERFLOW;
         }
-        struct keel_upconn *h = upconn_new(pw, p, st, key);
+        a.queued = pend; /* a stream on a connection that is up does not wait */
+        a.pending = pend && cs;
+        struct keel_upconn *h = attempt_new(pw, p, st, key, &a);
         if (!h) {
-            if (cs) {
-                if (pend)
-                    atomic_fetch_sub(&cs->pending, 1);
-                atomic_fetch_sub(&cs->rq, 1);
-                if (retry)
-                    atomic_fetch_sub(&cs->retries, 1);
-            }
+            uncount(cs, a.pending, retry);
             return KEEL_ENOMEM;
         }
         h->handle = true;
-        h->cstats = cstats;
-        h->tls_ctx = tctx;
-        h->sni = sni;
-        if (dyn_sni && (h->sni_own = strdup(dyn_sni)) != NULL)
-            h->sni = h->sni_own;
-        h->cs = keel_cluster_state_ref(cs);
-        h->hs = keel_host_state_ref(hs);
-        h->pending = pend && cs;
-        h->counted_rq = cs != NULL;
-        h->counted_retry = retry;
         h->h2_wanted = true;
-        h->connect_ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000;
-        set_conn_limits(h, c);
-        if (pend)
-            keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_TOTAL, 1);
-        if (h->pending)
-            keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_ACTIVE, 1);
         p->active++;
         if (wait) {
-            h->waiting = true;
-            if (p->wait_tail)
-                p->wait_tail->next_wait = h;
-            else
-                p->wait_head = h;
-            p->wait_tail = h;
+            wait_append(p, h);
             *out = h;
             return 0;
         }
@@ -930,46 +976,19 @@ int keel_upstream_attach(struct keel_pworker *pw, struct keel_stream *st, const 
     if (wait)
         keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_CX_OVERFLOW, 1);
     if (cs && over(&cs->pending, lim->max_pending_requests)) {
-        atomic_fetch_sub(&cs->rq, 1);
-        if (retry)
-            atomic_fetch_sub(&cs->retries, 1);
+        uncount(cs, false, retry);
         keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_OVERFLOW, 1);
         return KEEL_EOVERFLOW;
     }
-    struct keel_upconn *uc = upconn_new(pw, p, st, key);
+    struct keel_upconn *uc = attempt_new(pw, p, st, key, &a);
     if (!uc) {
-        if (cs) {
-            atomic_fetch_sub(&cs->pending, 1);
-            atomic_fetch_sub(&cs->rq, 1);
-            if (retry)
-                atomic_fetch_sub(&cs->retries, 1);
-        }
+        uncount(cs, a.pending, retry);
         return KEEL_ENOMEM;
     }
-    uc->cstats = cstats;
-    uc->tls_ctx = tctx;
-    uc->sni = sni;
-    if (dyn_sni && (uc->sni_own = strdup(dyn_sni)) != NULL)
-        uc->sni = uc->sni_own; /* the stream's arena may go before the handshake ends */
-    uc->cs = keel_cluster_state_ref(cs);
-    uc->hs = keel_host_state_ref(hs);
-    uc->pending = cs != NULL;
-    uc->counted_rq = cs != NULL;
-    uc->counted_retry = retry;
     uc->h2_wanted = h2;
     uc->requests = 1;
-    uc->connect_ms = connect_timeout_ns > 0 ? (uint64_t)(connect_timeout_ns / 1000000) : 10000;
-    set_conn_limits(uc, c);
-    keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_TOTAL, 1);
-    if (uc->pending)
-        keel_cstats_add(cstats, KEEL_CSTAT_UPSTREAM_RQ_PENDING_ACTIVE, 1);
     if (wait) {
-        uc->waiting = true;
-        if (p->wait_tail)
-            p->wait_tail->next_wait = uc;
-        else
-            p->wait_head = uc;
-        p->wait_tail = uc;
+        wait_append(p, uc);
         p->active++;
         *out = uc;
         return 0;

@@ -28,7 +28,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, cleanup, free_port, keel_arg, request, start_proxy, stop_proxy, summary,  # noqa: E402
                      wait_for_log, wait_ready, write_atomic)
-from dns_test import backend  # noqa: E402
+from dns_test import backend, dns_question, dns_reply  # noqa: E402
 from upstream_tls_test import TLSServer, make_pki, openssl  # noqa: E402
 
 DEADLINE = 30  # seconds; a hang guard for polls, not a timing assertion
@@ -99,29 +98,15 @@ class FakeDNS:
 
     def answer(self, q):
         """(name, reply bytes) for a query, or None when it cannot be parsed. Counts A query ids."""
-        if len(q) < 12:
+        parsed = dns_question(q)
+        if not parsed:
             return None
-        pos, labels = 12, []
-        while pos < len(q) and q[pos] != 0:
-            n = q[pos]
-            labels.append(q[pos + 1:pos + 1 + n].decode("ascii", "replace").lower())
-            pos += 1 + n
-        pos += 1
-        if pos + 4 > len(q):
-            return None
-        qtype = struct.unpack(">H", q[pos:pos + 2])[0]
-        name = ".".join(labels)
+        name, qtype, end = parsed
         with self.lock:
             if qtype == 1:
                 self.ids.setdefault(name, set()).add(q[:2])
             rec = self.records.get(name)
-        answers, count = b"", 0
-        if rec and qtype == 1:
-            for ip in rec[0]:
-                answers += struct.pack(">HHHIH", 0xC00C, 1, 1, rec[1], 4) + socket.inet_aton(ip)
-                count += 1
-        flags = 0x8180 if rec is not None else 0x8183  # NOERROR / NXDOMAIN
-        return name, q[:2] + struct.pack(">HHHHH", flags, 1, count, 0, 0) + q[12:pos + 4] + answers
+        return name, dns_reply(q, end, qtype, rec[0] if rec else None, rec[1] if rec else 0)
 
     def close(self):
         self.sock.close()

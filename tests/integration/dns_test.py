@@ -34,6 +34,33 @@ from harness import (check, cleanup, free_port, keel_arg, request, start_proxy, 
 DEADLINE = 30  # seconds; a hang guard for polls, not a timing assertion
 
 
+def dns_question(q):
+    """(lower-case name, qtype, end of the question) of a DNS query, or None when it cannot be parsed."""
+    if len(q) < 12:
+        return None
+    pos, labels = 12, []
+    while pos < len(q) and q[pos] != 0:
+        n = q[pos]
+        labels.append(q[pos + 1:pos + 1 + n].decode("ascii", "replace").lower())
+        pos += 1 + n
+    pos += 1
+    if pos + 4 > len(q):
+        return None
+    return ".".join(labels), struct.unpack(">H", q[pos:pos + 2])[0], pos + 4
+
+
+def dns_reply(q, end, qtype, ips, ttl):
+    """The answer to query q (question ending at end): A records for ips when it asks for A, NOERROR without
+    records for other types, NXDOMAIN when ips is None."""
+    answers, count = b"", 0
+    if ips and qtype == 1:
+        for ip in ips:
+            answers += struct.pack(">HHHIH", 0xC00C, 1, 1, ttl, 4) + socket.inet_aton(ip)
+            count += 1
+    flags = 0x8180 if ips is not None else 0x8183  # NOERROR / NXDOMAIN
+    return q[:2] + struct.pack(">HHHHH", flags, 1, count, 0, 0) + q[12:end] + answers
+
+
 class FakeDNS:
     """A UDP DNS server on 127.0.0.1: records maps a lower-case name (no trailing dot) to its IPv4 addresses."""
 
@@ -72,31 +99,16 @@ class FakeDNS:
                     return
 
     def answer(self, q):
-        if len(q) < 12:
+        parsed = dns_question(q)
+        if not parsed:
             return None
-        pos, labels = 12, []
-        while pos < len(q) and q[pos] != 0:
-            n = q[pos]
-            labels.append(q[pos + 1:pos + 1 + n].decode("ascii", "replace").lower())
-            pos += 1 + n
-        pos += 1
-        if pos + 4 > len(q):
-            return None
-        qtype = struct.unpack(">H", q[pos:pos + 2])[0]
-        name = ".".join(labels)
+        name, qtype, end = parsed
         with self.lock:
             self.queries[name] = self.queries.get(name, 0) + 1
             if name in self.hold:
                 return None
             ips = self.records.get(name)
-        answers = b""
-        count = 0
-        if ips and qtype == 1:  # A; AAAA and the rest: the name exists, no records of that type
-            for ip in ips:
-                answers += struct.pack(">HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(ip)  # TTL 1 s
-                count += 1
-        flags = 0x8180 if ips is not None else 0x8183  # NOERROR / NXDOMAIN
-        return q[:2] + struct.pack(">HHHHH", flags, 1, count, 0, 0) + q[12:pos + 4] + answers
+        return dns_reply(q, end, qtype, ips, 1)  # TTL 1 s
 
     def close(self):
         self.sock.close()
